@@ -1,0 +1,379 @@
+"""Configuration: tqd.toml, then TQD_* environment variables, then flags.
+
+``load_config`` builds one frozen :class:`Config` at the edge of the program.
+Every problem raises :class:`~tqd.errors.ConfigError` with one message that
+names the source (file or variable), the key and what is wrong; the CLI turns
+it into exit status 2. ``tqd.toml.example`` documents every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from tqd.errors import ConfigError
+from tqd.models import PRIORITY_MAX, PRIORITY_MIN, valid_name
+
+DEFAULT_PORT = 7411
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+DB_FILENAME = "tqd.db"
+
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+Count = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of every table: unknown keys are errors, values never change."""
+
+
+# -- handlers ---------------------------------------------------------------
+
+
+class PythonHandler(_Section, tag_field="kind", tag="python"):
+    """Run ``module:function`` (async, or sync in a thread)."""
+
+    target: str
+
+
+class BuiltinHandler(_Section, tag_field="kind", tag="builtin"):
+    """One of tqd's own handlers: noop, echo, sleep, fail."""
+
+    name: Literal["noop", "echo", "sleep", "fail"]
+
+
+HandlerConfig = PythonHandler | BuiltinHandler
+
+
+# -- sections ---------------------------------------------------------------
+
+
+class TaskDefaults(_Section):
+    """Defaults for every task name that does not set its own."""
+
+    max_attempts: Count = 3
+    timeout: PositiveSeconds | None = None
+    visibility_timeout: PositiveSeconds = 30.0
+    backoff_base: PositiveSeconds = 1.0
+    backoff_max: PositiveSeconds = 3600.0
+    queue: str = "default"
+
+
+class TaskConfig(_Section):
+    """``[tasks.NAME]``: what runs a task name and how it retries.
+
+    A string handler is ``module:function`` (kind python) or
+    ``builtin:NAME``. Unset values come from ``[defaults]``.
+    """
+
+    handler: str | HandlerConfig | None = None
+    queue: str | None = None
+    priority: Annotated[int, msgspec.Meta(ge=PRIORITY_MIN, le=PRIORITY_MAX)] = 0
+    max_attempts: Count | None = None
+    timeout: PositiveSeconds | None = None
+    visibility_timeout: PositiveSeconds | None = None
+    backoff_base: PositiveSeconds | None = None
+    backoff_max: PositiveSeconds | None = None
+
+
+class QueueConfig(_Section):
+    """``[queues.NAME]``: per-queue limits in this process."""
+
+    concurrency: Count | None = None
+
+
+class WorkerConfig(_Section):
+    """``[worker]``: the pool of worker coroutines in this process."""
+
+    concurrency: Count = 100
+    #: Queues this process serves; empty means every queue.
+    queues: list[str] = []
+    #: Most tasks leased in one round trip.
+    lease_batch: Count = 200
+    enabled: bool = True
+
+
+class SqliteConfig(_Section):
+    """``[sqlite]``: the embedded store."""
+
+    #: "full" fsyncs every group commit (an acknowledged task survives power
+    #: loss); "normal" survives a crash of tqd but not of the machine.
+    synchronous: Literal["full", "normal"] = "full"
+    #: Most operations committed together in one transaction.
+    max_group: Count = 2000
+
+
+class RolesConfig(_Section):
+    """``[roles]``: how often the background roles run."""
+
+    supervisor_interval: PositiveSeconds = 1.0
+    scheduler_interval: PositiveSeconds = 1.0
+    janitor_interval: PositiveSeconds = 60.0
+    heartbeat_interval: PositiveSeconds = 5.0
+    #: A process whose registration is not refreshed for this long is gone.
+    worker_ttl: PositiveSeconds = 30.0
+
+
+class RetentionConfig(_Section):
+    """``[retention]``: how long finished tasks are kept, per state."""
+
+    completed: Seconds = 7 * 86400.0
+    failed: Seconds = 7 * 86400.0
+    cancelled: Seconds = 7 * 86400.0
+
+
+class ApiConfig(_Section):
+    """``[api]``: limits of the HTTP API."""
+
+    max_body_size: Count = 1024 * 1024
+    max_batch: Count = 1000
+    max_wait: PositiveSeconds = 60.0
+
+
+class Config(_Section):
+    """The whole configuration of one tqd process."""
+
+    listen: str = DEFAULT_LISTEN
+    #: Storage URL; empty means ``sqlite://`` + data_dir/tqd.db.
+    storage: str = ""
+    data_dir: str = ""
+    python_path: list[str] = []
+    shutdown_grace: Seconds = 25.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "text", "json"] = "auto"
+    defaults: TaskDefaults = TaskDefaults()
+    worker: WorkerConfig = WorkerConfig()
+    sqlite: SqliteConfig = SqliteConfig()
+    roles: RolesConfig = RolesConfig()
+    retention: RetentionConfig = RetentionConfig()
+    api: ApiConfig = ApiConfig()
+    queues: dict[str, QueueConfig] = {}
+    tasks: dict[str, TaskConfig] = {}
+    #: Where the config was read from (not a setting).
+    source: str = ""
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen, "listen")[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen, "listen")[1]
+
+    @property
+    def storage_url(self) -> str:
+        """The storage URL with the default filled in."""
+        if self.storage:
+            return self.storage
+        return "sqlite://" + str(Path(self.data_dir or default_data_dir()) / DB_FILENAME)
+
+
+# Tables whose keys are names chosen by the user; converted entry by entry so
+# an error can name the entry.
+_NAMED_TABLES: dict[str, type] = {"queues": QueueConfig, "tasks": TaskConfig}
+# Settings that may also come from TQD_<NAME> variables.
+ENV_SETTINGS = ("config", "listen", "storage", "data_dir", "log_level", "log_format")
+
+
+def default_data_dir() -> str:
+    """Where the SQLite file lives when nothing says otherwise.
+
+    systemd's ``$STATE_DIRECTORY`` if set; ``/var/lib/tqd`` for root;
+    else ``$XDG_DATA_HOME/tqd`` (``~/.local/share/tqd``).
+    """
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return state.split(":")[0]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return "/var/lib/tqd"
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(xdg) / "tqd")
+
+
+def parse_listen(value: str, where: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6); raise ConfigError naming ``where``."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]\s]+):(\d+)", value.strip())
+    if not m:
+        raise ConfigError(f"{where}: expected HOST:PORT, got {value!r}")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise ConfigError(f"{where}: port {port} is out of range 0-65535")
+    return host, port
+
+
+def _path_of(err: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
+    """Turn msgspec's ``... - at `$.a.b``` into (``prefix.a.b``, message)."""
+    text = str(err)
+    message, _, at = text.partition(" - at `$")
+    path = at.rstrip("`").lstrip(".")
+    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", message)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+        message = "unknown key"
+    full = ".".join(p for p in (prefix, path) if p)
+    return full, message[0].lower() + message[1:]
+
+
+def _convert(raw: Any, kind: type, source: str, prefix: str) -> Any:
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as err:
+        key, message = _path_of(err, prefix)
+        raise ConfigError(f"{source}: {key}: {message}") from None
+
+
+def _quote(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"'
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text") from None
+
+
+def load_config(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    check_paths: bool = True,
+) -> Config:
+    """Read the file at ``path`` (or ``$TQD_CONFIG``), apply ``TQD_*``
+    variables from ``env`` and then ``overrides`` (flags), and validate.
+
+    With ``check_paths`` the data directory and python_path entries must be
+    usable; ``tqd config check`` and ``tqd serve`` both check them.
+    """
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path = path or env.get("TQD_CONFIG") or None
+    source = path or "defaults"
+    raw: dict[str, Any] = _read_file(path) if path else {}
+
+    if "source" in raw:
+        raise ConfigError(f"{source}: source: unknown key")
+    for key in ENV_SETTINGS[1:]:
+        var = "TQD_" + key.upper()
+        if var in env and key not in overrides:
+            raw[key] = env[var]
+    raw.update(overrides)
+
+    named = {k: raw.pop(k) for k in _NAMED_TABLES if k in raw}
+    base = _convert(raw, Config, source, "")
+    tables: dict[str, dict[str, Any]] = {}
+    for table, kind in _NAMED_TABLES.items():
+        entries = named.get(table, {})
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{source}: {table}: expected a table of named entries")
+        tables[table] = {
+            name: _convert(entry, kind, source, f"{table}.{_quote(name)}")
+            for name, entry in entries.items()
+        }
+    config = msgspec.structs.replace(base, source=source, **tables)
+    _check(config, source, check_paths)
+    return config
+
+
+def _check(config: Config, source: str, check_paths: bool) -> None:
+    """The checks that types alone cannot express."""
+    parse_listen(config.listen, f"{source}: listen")
+    _check_storage_url(config.storage_url, f"{source}: storage")
+    for name in config.queues:
+        if not valid_name(name):
+            raise ConfigError(f"{source}: queues.{_quote(name)}: {NAME_RULE}")
+    for q in config.worker.queues:
+        if not valid_name(q):
+            raise ConfigError(f"{source}: worker.queues: {q!r}: {NAME_RULE}")
+    if not valid_name(config.defaults.queue):
+        raise ConfigError(f"{source}: defaults.queue: {NAME_RULE}")
+    for name, task in config.tasks.items():
+        where = f"{source}: tasks.{_quote(name)}"
+        if not valid_name(name):
+            raise ConfigError(f"{where}: {NAME_RULE}")
+        if task.queue is not None and not valid_name(task.queue):
+            raise ConfigError(f"{where}.queue: {NAME_RULE}")
+        handler = task.handler
+        if handler is None and not name.startswith("tqd."):
+            raise ConfigError(f"{where}: handler: missing (required for every task name)")
+        if isinstance(handler, str):
+            parse_handler_string(handler, f"{where}.handler")
+        elif isinstance(handler, PythonHandler):
+            parse_handler_string(handler.target, f"{where}.handler.target", kind="python")
+    if check_paths:
+        _check_paths(config, source)
+
+
+NAME_RULE = (
+    "a name is 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
+
+
+def parse_handler_string(value: str, where: str, kind: str | None = None) -> HandlerConfig:
+    """``module:function`` → PythonHandler, ``builtin:NAME`` → BuiltinHandler."""
+    if kind is None and value.startswith("builtin:"):
+        name = value.removeprefix("builtin:")
+        if name not in ("noop", "echo", "sleep", "fail"):
+            raise ConfigError(f"{where}: unknown builtin {name!r} (noop, echo, sleep, fail)")
+        return BuiltinHandler(name=name)  # type: ignore[arg-type]
+    ident = r"[A-Za-z_][A-Za-z0-9_]*"
+    if not re.fullmatch(rf"{ident}(\.{ident})*:{ident}(\.{ident})*", value):
+        raise ConfigError(f"{where}: expected 'module:function', got {value!r}")
+    return PythonHandler(target=value)
+
+
+def _check_storage_url(url: str, where: str) -> None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"{where}: expected a URL such as sqlite:///var/lib/tqd/tqd.db, got {url!r}")
+    if scheme == "sqlite":
+        if not rest:
+            raise ConfigError(f"{where}: the sqlite URL names no file")
+        return
+    raise ConfigError(f"{where}: unsupported storage scheme {scheme!r} (supported: sqlite)")
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite://`` URL (``sqlite:///abs/file.db`` → ``/abs/file.db``)."""
+    return url.partition("://")[2]
+
+
+def _check_paths(config: Config, source: str) -> None:
+    url = config.storage_url
+    if url.startswith("sqlite://"):
+        db = Path(sqlite_path(url))
+        folder = db.parent
+        key = "storage" if config.storage else "data_dir"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"{source}: {key}: cannot create directory {str(folder)!r}: {err.strerror}"
+            ) from None
+        if not folder.is_dir():
+            raise ConfigError(f"{source}: {key}: {str(folder)!r} is not a directory")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{source}: {key}: directory {str(folder)!r} is not writable")
+        if db.exists() and (db.is_dir() or not os.access(db, os.R_OK | os.W_OK)):
+            raise ConfigError(f"{source}: {key}: {str(db)!r} is not a readable, writable file")
+    for entry in config.python_path:
+        if not Path(entry).is_dir():
+            raise ConfigError(f"{source}: python_path: {entry!r} is not a directory")

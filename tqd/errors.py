@@ -1,0 +1,92 @@
+"""Errors that tqd reports to people and programs.
+
+Every error has a stable machine-readable ``code`` (part of the API contract)
+and the HTTP status the API answers it with. Messages name what is wrong and
+never carry a traceback or a secret.
+"""
+
+from __future__ import annotations
+
+
+class TqdError(Exception):
+    """Root of every error tqd raises on purpose."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict:
+        """The body the API answers with: ``{"error": {"code", "message"}}``."""
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(TqdError):
+    """The request is malformed or a value is out of range (names the field)."""
+
+    code = "bad_request"
+    status = 400
+
+
+class Unauthorized(TqdError):
+    """No token, or a token that matches none configured."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class NotFound(TqdError):
+    """No such task, queue or route."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(TqdError):
+    """The operation does not fit the task's current state."""
+
+    code = "conflict"
+    status = 409
+
+
+class StaleLease(Conflict):
+    """A settle or extend named a lease token that is no longer the task's."""
+
+    code = "stale_lease"
+
+
+class PayloadTooLarge(TqdError):
+    """The request body is over the configured limit."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class UnknownTask(TqdError):
+    """The task name has no handler configured."""
+
+    code = "unknown_task"
+    status = 422
+
+
+class StorageUnavailable(TqdError):
+    """The store does not answer; the request may be tried again."""
+
+    code = "storage_unavailable"
+    status = 503
+
+
+class ShuttingDown(TqdError):
+    """The daemon is draining and takes no new work."""
+
+    code = "shutting_down"
+    status = 503
+
+
+class ConfigError(TqdError):
+    """The configuration is invalid: names the file, the key and what is wrong."""
+
+    code = "config_error"
+    status = 500

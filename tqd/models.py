@@ -1,0 +1,170 @@
+"""The task and the small records that travel with it.
+
+Plain data only: no I/O and no reference to a backend. Times are float epoch
+seconds (UTC) inside tqd and RFC 3339 at the API edge. Payloads and results
+stay encoded JSON (``bytes``) from the API to the store and back, so a task
+that nobody reads is never decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import msgspec
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life (see DESIGN §2)."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATES: tuple[str, ...] = tuple(s.value for s in TaskState)
+FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
+#: A change event with this state means the task no longer exists.
+DELETED = "deleted"
+
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+#: Most errors kept per task; older ones are dropped first.
+ERROR_HISTORY = 20
+
+
+class Task(msgspec.Struct):
+    """A task as stored: everything the API shows plus its lease.
+
+    ``payload`` and ``result`` are encoded JSON. ``attempts`` counts the
+    attempts that have ended (completed, failed, timed out or lost with a
+    crashed worker); the running attempt is number ``attempts + 1``.
+    ``attempt_budget`` is the max_attempts the task was enqueued with; a
+    manual retry grants that many attempts again.
+    """
+
+    id: str
+    name: str
+    queue: str
+    payload: bytes = b"null"
+    priority: int = 0
+    state: str = "pending"
+    attempts: int = 0
+    max_attempts: int = 3
+    attempt_budget: int = 3
+    created_at: float = 0.0
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: bytes | None = None
+    errors: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    idempotency_key: str | None = None
+    timeout: float | None = None
+    visibility_timeout: float = 30.0
+    worker: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """The last error, or None."""
+        return self.errors[-1] if self.errors else None
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt that is running (or would run next)."""
+        return self.attempts + 1
+
+
+class Change(NamedTuple):
+    """One task changed state; every process sharing the store may see it.
+
+    ``state`` is the new state, or ``"deleted"``.
+    """
+
+    id: str
+    queue: str
+    name: str
+    state: str
+
+
+class QueueChange(NamedTuple):
+    """A queue was paused or resumed, or its tasks were removed in bulk."""
+
+    queue: str
+    event: str  # "paused", "resumed", "purged"
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """How one leased task ended, to be settled under its lease token.
+
+    ``kind`` is ``"complete"`` (with ``result``), ``"fail"`` (with
+    ``error``; ``retry_at`` set means try again then, None means dead) or
+    ``"release"`` (hand the task back at once without counting the attempt;
+    used when the daemon shuts down).
+    """
+
+    task_id: str
+    token: str
+    kind: str
+    result: bytes | None = None
+    error: dict[str, Any] | None = None
+    retry_at: float | None = None
+
+
+class QueueInfo(msgspec.Struct, kw_only=True):
+    """A queue: whether it is paused and how many tasks it holds per state."""
+
+    name: str
+    paused: bool = False
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    """A tqd process that shares the store, as it last reported itself."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: float
+    concurrency: int
+    running: list[str] = msgspec.field(default_factory=list)
+    last_heartbeat: float = 0.0
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may name a task or a queue: 1 to 128 letters, digits,
+    ``.``, ``_`` or ``-``, starting with a letter or digit. Nothing that
+    could act as a path, a key separator or a pattern."""
+    return _NAME.fullmatch(name) is not None
+
+
+def zero_counts() -> dict[str, int]:
+    """A counts dict with every state at zero."""
+    return dict.fromkeys(STATES, 0)
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """Epoch seconds as an RFC 3339 UTC string with microseconds, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def make_error(kind: str, message: str, attempt: int, at: float) -> dict[str, Any]:
+    """An error record as stored in a task's history.
+
+    ``kind`` says what ended the attempt: ``exception``, ``timeout``,
+    ``lost`` (the lease expired with the worker gone), ``cancelled`` or a
+    handler-specific word such as ``exit``.
+    """
+    return {"attempt": attempt, "kind": kind, "message": message[:4000], "at": rfc3339(at)}

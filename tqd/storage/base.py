@@ -1,0 +1,384 @@
+"""The storage contract: durable task state and atomic lifecycle operations.
+
+Every backend (SQLite, Redis) implements the underscored abstract methods;
+callers use the public methods, which do the bookkeeping shared by all
+backends (argument checks, bulk operations in bounded chunks, translating
+backend failures into ``StorageUnavailable``, fanning change events out to
+listeners). Each underscored method is one atomic operation in the store:
+either all of it happens or none of it.
+
+Time comes from the caller (``now``, epoch seconds), so tests drive it with a
+FakeClock. No method returns a client object of the backend.
+
+Change events: after an operation commits, the backend reports each task
+that changed state as a :class:`~tqd.models.Change` (and queue pauses,
+resumes and purges as :class:`~tqd.models.QueueChange`) through
+``_emit``. Backends shared by several processes also deliver the changes
+made by the other processes. The worker pool relies on ``pending`` changes to
+wake up without polling.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+from tqd.errors import BadRequest, NotFound
+from tqd.models import (
+    FINISHED_STATES,
+    STATES,
+    Change,
+    Outcome,
+    QueueChange,
+    QueueInfo,
+    Task,
+    WorkerInfo,
+)
+
+log = logging.getLogger("tqd.storage")
+
+Listener = Callable[[Sequence[Change | QueueChange]], None]
+
+#: Capabilities a backend may declare (``Storage.capabilities``).
+SHARED = "shared"  # several tqd processes may use the store at once
+DURABLE_FSYNC = "durable_fsync"  # acknowledged writes reached the disk
+
+#: Bulk operations (purge, redrive, janitor) work in chunks of this many
+#: tasks so one call never holds the store for long.
+BULK_CHUNK = 2000
+
+
+class EnqueueResult(tuple):
+    """``(task, created)``: created is False when an idempotency key matched."""
+
+    __slots__ = ()
+
+    def __new__(cls, task: Task, created: bool) -> EnqueueResult:
+        return tuple.__new__(cls, (task, created))
+
+    @property
+    def task(self) -> Task:
+        return self[0]
+
+    @property
+    def created(self) -> bool:
+        return self[1]
+
+
+class Page(tuple):
+    """``(tasks, next_cursor)``: next_cursor is None on the last page."""
+
+    __slots__ = ()
+
+    def __new__(cls, tasks: list[Task], next_cursor: str | None) -> Page:
+        return tuple.__new__(cls, (tasks, next_cursor))
+
+    @property
+    def tasks(self) -> list[Task]:
+        return self[0]
+
+    @property
+    def next_cursor(self) -> str | None:
+        return self[1]
+
+
+class Storage(ABC):
+    """Durable task state shared by the API, the worker pool and the roles."""
+
+    #: Short name of the backend, as in the storage URL scheme.
+    kind: str = "abstract"
+    #: What this backend offers beyond the contract (see the constants above).
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    # -- life ---------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema; raise ConfigError when unusable."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish pending operations and release every resource."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Return when the store answers; raise StorageUnavailable otherwise."""
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with each batch of changes after it commits.
+
+        Listeners run on the event loop and must not block or raise.
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _emit(self, changes: Sequence[Change | QueueChange]) -> None:
+        """Hand committed changes to every listener; a failing listener is logged."""
+        if not changes:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("a change listener failed")
+
+    # -- producing ----------------------------------------------------------
+
+    async def enqueue(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        """Store new tasks, all or nothing, and return them in the given order.
+
+        Each task arrives complete (id, state ``pending`` or ``scheduled``
+        with ``run_at``, defaults applied). A task whose ``idempotency_key``
+        is already held by a stored task is not stored; the stored task is
+        returned with ``created=False``. Keys also match within the batch.
+        The call returns only after the tasks are durable.
+        """
+        if not tasks:
+            return []
+        return await self._enqueue(tasks)
+
+    @abstractmethod
+    async def _enqueue(self, tasks: Sequence[Task]) -> list[EnqueueResult]: ...
+
+    # -- consuming ----------------------------------------------------------
+
+    async def lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
+        """Lease up to ``limit`` pending tasks of ``queue`` to ``worker``.
+
+        Highest priority first, first in first out among equal priorities.
+        Each leased task becomes ``processing`` with a fresh ``lease_token``,
+        ``lease_expires_at = now + visibility_timeout``, ``started_at = now``
+        and ``worker`` set. A paused queue leases nothing.
+        """
+        if limit <= 0:
+            return []
+        return await self._lease(queue, limit, worker, now)
+
+    @abstractmethod
+    async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]: ...
+
+    async def extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
+        """Extend leases ``(task_id, token)`` to ``now + visibility_timeout``.
+
+        Returns, in order, whether each lease was still held; a False means
+        the task was cancelled, reclaimed or deleted and its handler should
+        stop.
+        """
+        if not leases:
+            return []
+        return await self._extend(leases, now)
+
+    @abstractmethod
+    async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]: ...
+
+    async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        """Record how leased tasks ended, each only if its token still holds.
+
+        ``complete`` → ``completed`` with the result; ``fail`` with
+        ``retry_at`` → ``scheduled`` at that time, without → ``failed``;
+        both count the attempt and append the error to the history.
+        ``release`` → ``pending`` at once, the attempt not counted. Returns,
+        in order, whether each outcome was accepted; a stale token changes
+        nothing (fencing).
+        """
+        if not outcomes:
+            return []
+        for outcome in outcomes:
+            if outcome.kind not in ("complete", "fail", "release"):
+                raise ValueError(f"unknown outcome kind {outcome.kind!r}")
+        return await self._settle(outcomes, now)
+
+    @abstractmethod
+    async def _settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]: ...
+
+    # -- background roles ---------------------------------------------------
+
+    async def reclaim_expired(self, now: float, limit: int = BULK_CHUNK) -> list[Task]:
+        """Take back up to ``limit`` tasks whose lease expired before ``now``.
+
+        The lost attempt counts: a task with attempts left becomes
+        ``pending``; one that used its last attempt becomes ``failed`` with
+        a ``lost`` error, so a task that kills its worker cannot loop forever.
+        Returns the tasks as they now are. Safe when several processes race.
+        """
+        return await self._reclaim_expired(now, limit)
+
+    @abstractmethod
+    async def _reclaim_expired(self, now: float, limit: int) -> list[Task]: ...
+
+    async def reclaim_worker(self, worker: str, now: float) -> list[Task]:
+        """Take back every task leased to ``worker``, as reclaim_expired does.
+
+        For a worker known to be gone (this process after a crash, on a store
+        only it uses), without waiting for the leases to run out.
+        """
+        return await self._reclaim_worker(worker, now)
+
+    @abstractmethod
+    async def _reclaim_worker(self, worker: str, now: float) -> list[Task]: ...
+
+    async def promote_due(self, now: float, limit: int = BULK_CHUNK) -> int:
+        """Make up to ``limit`` scheduled tasks with ``run_at <= now`` pending."""
+        return await self._promote_due(now, limit)
+
+    @abstractmethod
+    async def _promote_due(self, now: float, limit: int) -> int: ...
+
+    @abstractmethod
+    async def next_run_at(self) -> float | None:
+        """The earliest ``run_at`` among scheduled tasks, or None."""
+
+    async def expire_finished(self, state: str, before: float, limit: int = BULK_CHUNK) -> int:
+        """Delete up to ``limit`` tasks in finished ``state`` that finished before ``before``."""
+        if state not in FINISHED_STATES:
+            raise ValueError(f"{state!r} is not a finished state")
+        return await self._expire_finished(state, before, limit)
+
+    @abstractmethod
+    async def _expire_finished(self, state: str, before: float, limit: int) -> int: ...
+
+    # -- reading ------------------------------------------------------------
+
+    @abstractmethod
+    async def get(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+
+    async def list(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """A page of tasks, newest first, filtered by any of state, queue, name.
+
+        ``cursor`` is the ``next_cursor`` of the previous page; a malformed
+        cursor raises BadRequest. Cost grows with the page, not with the
+        number of stored tasks, for each single filter and for queue+state.
+        """
+        if state is not None and state not in STATES:
+            raise BadRequest(f"state: must be one of {', '.join(STATES)}")
+        return await self._list(state, queue, name, max(1, limit), cursor)
+
+    @abstractmethod
+    async def _list(
+        self, state: str | None, queue: str | None, name: str | None, limit: int, cursor: str | None
+    ) -> Page: ...
+
+    # -- changing one task --------------------------------------------------
+
+    async def cancel(self, task_id: str, now: float) -> Task:
+        """Cancel a pending, scheduled or processing task and return it.
+
+        A processing task's lease is revoked at once: its worker's settle is
+        refused and the worker stops the handler when it learns of it.
+        Raises NotFound, or Conflict for a finished task.
+        """
+        return await self._cancel(task_id, now)
+
+    @abstractmethod
+    async def _cancel(self, task_id: str, now: float) -> Task: ...
+
+    async def retry(self, task_id: str, now: float) -> Task:
+        """Put a failed or cancelled task back to pending, granting its attempt
+        budget again (``max_attempts = attempts + attempt_budget``).
+
+        Raises NotFound, or Conflict in any other state.
+        """
+        return await self._retry(task_id, now)
+
+    @abstractmethod
+    async def _retry(self, task_id: str, now: float) -> Task: ...
+
+    async def delete(self, task_id: str) -> None:
+        """Delete a task that is not processing. Raises NotFound or Conflict."""
+        await self._delete(task_id)
+
+    @abstractmethod
+    async def _delete(self, task_id: str) -> None: ...
+
+    # -- queues -------------------------------------------------------------
+
+    @abstractmethod
+    async def declare_queues(self, names: Sequence[str]) -> None:
+        """Make these queues exist (with zero counts) if they do not."""
+
+    @abstractmethod
+    async def queues(self) -> list[QueueInfo]:
+        """Every known queue with its counts per state, sorted by name.
+
+        Counts are kept up to date by each operation; this never scans tasks.
+        """
+
+    async def queue(self, name: str) -> QueueInfo:
+        """One queue; raises NotFound when it was never named."""
+        info = await self._queue(name)
+        if info is None:
+            raise NotFound(f"no queue named {name!r}")
+        return info
+
+    @abstractmethod
+    async def _queue(self, name: str) -> QueueInfo | None: ...
+
+    async def set_paused(self, name: str, paused: bool) -> QueueInfo:
+        """Pause or resume a queue (creating it if needed) and return it."""
+        await self._set_paused(name, paused)
+        return await self.queue(name)
+
+    @abstractmethod
+    async def _set_paused(self, name: str, paused: bool) -> None: ...
+
+    @abstractmethod
+    async def paused_queues(self) -> set[str]:
+        """Names of the paused queues."""
+
+    async def purge(self, queue: str, state: str) -> int:
+        """Delete every task of ``queue`` in ``state`` (not processing); return how many."""
+        if state not in STATES or state == "processing":
+            allowed = ", ".join(s for s in STATES if s != "processing")
+            raise BadRequest(f"state: must be one of {allowed}")
+        total = 0
+        while True:
+            n = await self._purge(queue, state, BULK_CHUNK)
+            total += n
+            if n < BULK_CHUNK:
+                return total
+
+    @abstractmethod
+    async def _purge(self, queue: str, state: str, limit: int) -> int: ...
+
+    async def redrive(self, queue: str, now: float) -> int:
+        """Put every failed task of ``queue`` back to pending, as retry does."""
+        total = 0
+        while True:
+            n = await self._redrive(queue, now, BULK_CHUNK)
+            total += n
+            if n < BULK_CHUNK:
+                return total
+
+    @abstractmethod
+    async def _redrive(self, queue: str, now: float, limit: int) -> int: ...
+
+    # -- processes ----------------------------------------------------------
+
+    @abstractmethod
+    async def register_worker(self, info: WorkerInfo, ttl: float, now: float) -> None:
+        """Record (or refresh) a live process; it disappears ``ttl`` s after its last refresh."""
+
+    @abstractmethod
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Forget a process that is stopping."""
+
+    @abstractmethod
+    async def workers(self, now: float) -> list[WorkerInfo]:
+        """Every process whose registration has not expired at ``now``."""

@@ -1,0 +1,130 @@
+"""The SQLite schema as numbered migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied. Each
+migration runs in its own transaction; a newer file than this tqd knows is
+refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tqd.errors import ConfigError
+
+# Columns in the order of the fields of tqd.models.Task, so a row maps to a
+# Task positionally.
+TASK_COLUMNS = (
+    "id, name, queue, payload, priority, state, attempts, max_attempts, attempt_budget, "
+    "created_at, run_at, started_at, finished_at, result, errors, idempotency_key, "
+    "timeout, visibility_timeout, worker, lease_token, lease_expires_at"
+)
+
+MIGRATIONS: list[str] = [
+    # 1: tasks, per-queue counts kept by triggers, queues, processes.
+    """
+    CREATE TABLE tasks (
+        seq INTEGER PRIMARY KEY,          -- insertion order: FIFO and paging
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        payload BLOB NOT NULL,            -- encoded JSON
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        attempt_budget INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        run_at REAL,
+        started_at REAL,
+        finished_at REAL,
+        result BLOB,                      -- encoded JSON
+        errors BLOB,                      -- encoded JSON list, newest last
+        idempotency_key TEXT,
+        timeout REAL,
+        visibility_timeout REAL NOT NULL,
+        worker TEXT,
+        lease_token TEXT,
+        lease_expires_at REAL
+    );
+    CREATE UNIQUE INDEX tasks_id ON tasks(id);
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks(idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    -- Leasing: the next pending task of a queue in O(log n).
+    CREATE INDEX tasks_pending ON tasks(queue, priority DESC, seq) WHERE state = 'pending';
+    CREATE INDEX tasks_scheduled ON tasks(run_at) WHERE state = 'scheduled';
+    CREATE INDEX tasks_leases ON tasks(lease_expires_at) WHERE state = 'processing';
+    CREATE INDEX tasks_finished ON tasks(state, finished_at)
+        WHERE state IN ('completed', 'failed', 'cancelled');
+    -- Listing newest first by state, by queue (+state), by name (+state).
+    CREATE INDEX tasks_by_state ON tasks(state, seq);
+    CREATE INDEX tasks_by_queue ON tasks(queue, state, seq);
+    CREATE INDEX tasks_by_name ON tasks(name, state, seq);
+
+    CREATE TABLE queue_counts (
+        queue TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (queue, state)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
+        INSERT INTO queue_counts(queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+            ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER tasks_count_update AFTER UPDATE OF state ON tasks
+        WHEN OLD.state != NEW.state BEGIN
+        UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+        INSERT INTO queue_counts(queue, state, n) VALUES (NEW.queue, NEW.state, 1)
+            ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
+        UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
+    END;
+
+    CREATE TABLE queues (
+        name TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        info BLOB NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Apply the migrations this file lacks; return the schema version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise ConfigError(
+            f"storage: {path!r} has schema version {version}, newer than this tqd "
+            f"knows ({len(MIGRATIONS)}); upgrade tqd"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (triggers hold semicolons inside)."""
+    out: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        if line.strip().startswith("--") or not line.strip():
+            continue
+        current.append(line)
+        joined = "\n".join(current)
+        if sqlite3.complete_statement(joined):
+            out.append(joined)
+            current = []
+    return out

@@ -1,0 +1,194 @@
+"""The threads that own SQLite connections: one writer, one reader.
+
+The writer takes every operation waiting in its queue, runs them in one
+transaction (each inside a savepoint, so one failing operation does not undo
+the others) and commits once: many concurrent enqueues cost one fsync. Only
+after that commit are the callers' futures resolved, so nothing is
+acknowledged before it is durable. Results and change events go back to the
+event loop in one call per group, changes first.
+
+The reader runs read-only queries on its own connection; in WAL mode they do
+not wait for the writer and see every committed write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tqd.errors import StorageUnavailable, TqdError
+
+log = logging.getLogger("tqd.storage.sqlite")
+
+# An operation: fn(conn, changes, *args) -> result. It appends the change
+# events it causes to ``changes``; they are emitted only if it commits.
+Operation = Callable[..., Any]
+_STOP = object()
+
+
+def connect(path: str, *, synchronous: str, readonly: bool = False) -> sqlite3.Connection:
+    """Open ``path`` with the settings every tqd connection uses."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+class _Worker(threading.Thread):
+    """A thread that runs operations on its own connection, in groups."""
+
+    transactional = False
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        loop: asyncio.AbstractEventLoop,
+        emit: Callable[[Sequence[Any]], None],
+        max_group: int,
+        name: str,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self._conn = conn
+        self._loop = loop
+        self._emit = emit
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._broken: BaseException | None = None
+
+    def submit(self, fn: Operation, *args: Any) -> asyncio.Future:
+        """Queue ``fn`` to run on this thread; the future resolves after it commits."""
+        fut = self._loop.create_future()
+        if self._broken is not None or not self.is_alive():
+            fut.set_exception(StorageUnavailable("storage: the SQLite store is closed"))
+            return fut
+        self._queue.put((fn, args, fut))
+        return fut
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread (join it afterwards)."""
+        self._queue.put(_STOP)
+
+    def run(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                stop = False
+                while len(group) < self._max_group:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    group.append(item)
+                self._run_group(group)
+                if stop:
+                    return
+        finally:
+            self._conn.close()
+
+    def _run_group(self, group: list) -> None:
+        results: list[tuple[asyncio.Future, Any, BaseException | None]] = []
+        changes: list[Any] = []
+        conn = self._conn
+        if not self.transactional:
+            for fn, args, fut in group:
+                try:
+                    results.append((fut, fn(conn, changes, *args), None))
+                except BaseException as err:  # delivered to the caller
+                    results.append((fut, None, _translate(err)))
+            self._deliver(results, changes)
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            self._fail_all(group, err)
+            return
+        for fn, args, fut in group:
+            op_changes: list[Any] = []
+            conn.execute("SAVEPOINT op")
+            try:
+                result = fn(conn, op_changes, *args)
+            except BaseException as err:
+                try:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                except sqlite3.Error:
+                    pass
+                results.append((fut, None, _translate(err)))
+                continue
+            conn.execute("RELEASE op")
+            changes.extend(op_changes)
+            results.append((fut, result, None))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._fail_all(group, err)
+            return
+        self._deliver(results, changes)
+
+    def _fail_all(self, group: list, err: BaseException) -> None:
+        log.error("SQLite commit failed: %s", err)
+        error = _translate(err)
+        self._deliver([(fut, None, error) for _, _, fut in group], [])
+
+    def _deliver(self, results: list, changes: list) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_resolve, results, changes, self._emit)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+
+class Writer(_Worker):
+    """The single writer: group commit in one transaction per group."""
+
+    transactional = True
+
+
+class Reader(_Worker):
+    """The reader: read-only queries, each on its own."""
+
+    transactional = False
+
+
+def _resolve(results: list, changes: list, emit: Callable[[Sequence[Any]], None]) -> None:
+    # Changes first: a listener (the pool) must learn of new work no later
+    # than the caller that enqueued it learns of its commit.
+    if changes:
+        emit(changes)
+    for fut, result, error in results:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(error)
+
+
+def _translate(err: BaseException) -> BaseException:
+    """Our own errors pass; SQLite's I/O trouble becomes StorageUnavailable."""
+    if isinstance(err, TqdError):
+        return err
+    if isinstance(err, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
+        err, sqlite3.IntegrityError
+    ):
+        log.error("SQLite error: %s", err)
+        return StorageUnavailable(f"storage: SQLite error: {err}")
+    return err
