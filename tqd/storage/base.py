@@ -2,9 +2,9 @@
 
 Every backend (SQLite, Redis) implements the underscored abstract methods;
 callers use the public methods, which do the bookkeeping shared by all
-backends (argument checks, bulk operations in bounded chunks, translating
-backend failures into ``StorageUnavailable``, fanning change events out to
-listeners). Each underscored method is one atomic operation in the store:
+backends (argument checks, bulk operations in bounded chunks, fanning change
+events out to listeners). Backends raise ``StorageUnavailable`` when the
+store does not answer, promptly rather than hanging. Each underscored method is one atomic operation in the store:
 either all of it happens or none of it.
 
 Time comes from the caller (``now``, epoch seconds), so tests drive it with a
@@ -224,6 +224,21 @@ class Storage(ABC):
 
     @abstractmethod
     async def _reclaim_worker(self, worker: str, now: float) -> list[Task]: ...
+
+    async def reclaim_orphans(self, now: float) -> list[Task]:
+        """Take back every processing task, as reclaim_expired does.
+
+        Only for a store that a single process uses (no ``SHARED``
+        capability): when that process starts, every lease in the store was
+        held by a predecessor that is gone, so there is no reason to wait for
+        the leases to run out. Shared stores raise NotImplementedError.
+        """
+        if SHARED in self.capabilities:
+            raise NotImplementedError("a shared store cannot know that a lease is orphaned")
+        return await self._reclaim_orphans(now)
+
+    async def _reclaim_orphans(self, now: float) -> list[Task]:
+        raise NotImplementedError
 
     async def promote_due(self, now: float, limit: int = BULK_CHUNK) -> int:
         """Make up to ``limit`` scheduled tasks with ``run_at <= now`` pending."""

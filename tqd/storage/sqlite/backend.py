@@ -156,6 +156,9 @@ class SqliteStorage(Storage):
     async def _reclaim_worker(self, worker: str, now: float) -> list[Task]:
         return await self._write(_op_reclaim, "worker = ?", (worker,), now, -1)
 
+    async def _reclaim_orphans(self, now: float) -> list[Task]:
+        return await self._write(_op_reclaim, "1 = 1", (), now, -1)
+
     async def _promote_due(self, now: float, limit: int) -> int:
         return await self._write(_op_promote, now, limit)
 

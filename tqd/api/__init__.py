@@ -1,0 +1,1 @@
+"""The HTTP API: REST under /v1/, health endpoints, and later docs, events and metrics."""

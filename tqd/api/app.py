@@ -1,0 +1,144 @@
+"""``create_app()``: the aiohttp application with its routes and middlewares.
+
+What the handlers need (store, catalog, clock, ...) is one ``Services``
+object under an AppKey, built by the daemon (or by a test). Every error
+leaves as ``{"error": {"code", "message"}}``; an unexpected exception is
+logged with its traceback and answers a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tqd.api.waiters import Waiters
+from tqd.clock import Clock
+from tqd.config import Config
+from tqd.errors import BadRequest, NotFound, PayloadTooLarge, TqdError
+from tqd.runtime.catalog import Catalog
+from tqd.runtime.pool import WorkerPool
+from tqd.storage.base import Storage
+
+log = logging.getLogger("tqd.api")
+
+
+@dataclass
+class Services:
+    """Everything the API handlers use, built once by the composition root."""
+
+    storage: Storage
+    catalog: Catalog
+    config: Config
+    clock: Clock
+    pool: WorkerPool | None = None
+    waiters: Waiters = field(default_factory=Waiters)
+    #: Set when the daemon drains: enqueues and /readyz answer 503.
+    draining: bool = False
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    """The Services of the app serving ``request``."""
+    return request.app[SERVICES]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response encoded with orjson."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(err: TqdError) -> web.Response:
+    return json_response(err.to_json(), status=err.status)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, refused (413) before it is read when it is too large."""
+    limit = request.app[SERVICES].config.api.max_body_size
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"body: {length} bytes is over the limit of {limit} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"body: over the limit of {limit} bytes") from None
+
+
+_STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn every failure into the JSON error shape; log 5xx with a traceback."""
+    try:
+        return await handler(request)
+    except TqdError as err:
+        if err.status >= 500:
+            log.error("%s %s answered %d: %s", request.method, request.path, err.status, err.message)
+        return error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        return json_response({"error": {"code": code, "message": message}}, status=exc.status)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return json_response(
+            {"error": {"code": "internal", "message": "internal error; see the tqd log"}}, status=500
+        )
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]; BadRequest names it."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name}: must be between {low} and {high}")
+    return value
+
+
+def query_float(request: web.Request, name: str, low: float, high: float) -> float | None:
+    """A number query parameter within [low, high], or None when absent."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: expected a number, got {raw!r}") from None
+    if not low <= value <= high:  # also refuses NaN
+        raise BadRequest(f"{name}: must be between {low:g} and {high:g}")
+    return value
+
+
+def create_app(svc: Services) -> web.Application:
+    """The aiohttp application for ``svc``: every route under /v1/ plus health."""
+    from tqd.api import health, queues, tasks, workers
+
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=svc.config.api.max_body_size
+    )
+    app[SERVICES] = svc
+    svc.storage.add_listener(svc.waiters.on_changes)
+    health.add_routes(app)
+    tasks.add_routes(app)
+    queues.add_routes(app)
+    workers.add_routes(app)
+    return app
+
+
+def not_found_task(task_id: str) -> NotFound:
+    return NotFound(f"no task with id {task_id!r}")

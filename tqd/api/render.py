@@ -1,0 +1,52 @@
+"""How tasks, queues and processes look in API responses (the JSON contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tqd.models import QueueInfo, Task, WorkerInfo, rfc3339
+
+
+def task_json(t: Task) -> dict[str, Any]:
+    """A task as the API shows it; payload and result are embedded as stored."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "queue": t.queue,
+        "payload": orjson.Fragment(t.payload),
+        "priority": t.priority,
+        "state": t.state,
+        "attempts": t.attempts,
+        "max_attempts": t.max_attempts,
+        "result": None if t.result is None else orjson.Fragment(t.result),
+        "error": t.error,
+        "errors": t.errors,
+        "created_at": rfc3339(t.created_at),
+        "run_at": rfc3339(t.run_at),
+        "started_at": rfc3339(t.started_at),
+        "finished_at": rfc3339(t.finished_at),
+        "idempotency_key": t.idempotency_key,
+        "timeout": t.timeout,
+        "worker": t.worker,
+    }
+
+
+def queue_json(q: QueueInfo) -> dict[str, Any]:
+    """A queue: name, paused, counts per state."""
+    return {"name": q.name, "paused": q.paused, "counts": q.counts}
+
+
+def worker_json(w: WorkerInfo) -> dict[str, Any]:
+    """A tqd process sharing the store."""
+    return {
+        "id": w.id,
+        "host": w.host,
+        "pid": w.pid,
+        "version": w.version,
+        "started_at": rfc3339(w.started_at),
+        "concurrency": w.concurrency,
+        "running": w.running,
+        "last_heartbeat": rfc3339(w.last_heartbeat),
+    }

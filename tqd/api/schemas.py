@@ -1,0 +1,106 @@
+"""Request bodies of the API as typed structs, and their decoding.
+
+Decoding checks types, ranges and unknown fields in one pass and raises
+BadRequest with a message that names the field. Payloads are decoded and
+re-encoded compactly, which also refuses anything a handler could not read
+back (numbers beyond 64 bits, NaN, nesting deeper than the JSON codec allows).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+
+from tqd.errors import BadRequest
+from tqd.models import PRIORITY_MAX, PRIORITY_MIN
+
+#: Longest delay or timeout accepted: 10 years in seconds.
+MAX_SECONDS = 10 * 365 * 86400.0
+
+Priority = Annotated[int, msgspec.Meta(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+Timeout = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
+Attempts = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: unknown fields are an error."""
+
+
+class EnqueueBody(_Body):
+    """``POST /v1/tasks``: one task to enqueue."""
+
+    name: str
+    payload: Any = None
+    queue: str | None = None
+    priority: Priority | None = None
+    delay: Delay | None = None
+    run_at: AwareDatetime | None = None
+    max_attempts: Attempts | None = None
+    timeout: Timeout | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+class BatchBody(_Body):
+    """``POST /v1/tasks/batch``: several tasks, stored all or none."""
+
+    tasks: list[EnqueueBody]
+
+
+class PurgeBody(_Body):
+    """``POST /v1/queues/{q}/purge``: which state to delete."""
+
+    state: str
+
+
+_AT = re.compile(r"^(.*?) - at `\$(.*)`$")
+
+
+def _field_error(err: msgspec.MsgspecError) -> BadRequest:
+    text = str(err)
+    m = _AT.match(text)
+    message, path = (m.group(1), m.group(2).lstrip(".")) if m else (text, "")
+    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", message)
+    missing = re.fullmatch(r"Object missing required field `(.+)`", message)
+    if unknown:
+        path, message = ".".join(p for p in (path, unknown.group(1)) if p), "unknown field"
+    elif missing:
+        path, message = ".".join(p for p in (path, missing.group(1)) if p), "required field missing"
+    else:
+        message = message[0].lower() + message[1:]
+    if isinstance(err, msgspec.DecodeError) and not path:
+        return BadRequest(f"malformed JSON body: {message}")
+    return BadRequest(f"{path or 'body'}: {message}")
+
+
+def decode(body: bytes, kind: type) -> Any:
+    """Decode a JSON request body into ``kind``; BadRequest names what is wrong."""
+    if not body.strip():
+        raise BadRequest("body: a JSON object is required")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.MsgspecError as err:
+        raise _field_error(err) from None
+    except UnicodeDecodeError:
+        raise BadRequest("malformed JSON body: not valid UTF-8") from None
+    except RecursionError:
+        raise BadRequest("malformed JSON body: nested too deeply") from None
+
+
+def encode_payload(payload: Any, where: str) -> bytes:
+    """Compact JSON for a payload; BadRequest when a handler could not read it back."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError as err:
+        text = str(err)
+        if "Recursion limit" in text:
+            text = "nested too deeply (at most 254 levels)"
+        elif "64-bit" in text:
+            text = "an integer is outside the 64-bit range"
+        raise BadRequest(f"{where}: {text}") from None

@@ -1,0 +1,249 @@
+"""The ``tqd`` command: argument parsing and output only.
+
+Exit statuses: 0 ok; 1 the task failed (``--wait``); 2 usage or
+configuration error, or a request the server refused; 3 the server cannot be
+reached. Every error is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tqd import __version__
+
+EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="tqd.toml to read (env TQD_CONFIG)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on; port 0 picks one (env TQD_LISTEN)")
+    p.add_argument("--storage", metavar="URL", help="storage URL, e.g. sqlite:///var/lib/tqd/tqd.db (env TQD_STORAGE)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["auto", "text", "json"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tqd", description="tqd: a task queue in one process.")
+    parser.add_argument("--url", help="tqd server for client commands (env TQD_URL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the daemon")
+    _add_config_flags(p)
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    c = csub.add_parser("check", help="validate a configuration without starting")
+    c.add_argument("path", nargs="?", help="tqd.toml (default: $TQD_CONFIG or the defaults)")
+
+    p = sub.add_parser("enqueue", help="enqueue a task")
+    p.add_argument("name")
+    p.add_argument("payload", nargs="?", help="payload as JSON (default null)")
+    p.add_argument("--queue")
+    p.add_argument("--priority", type=int)
+    p.add_argument("--delay", type=float, help="seconds before it may run")
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--idempotency-key")
+    p.add_argument("--wait", nargs="?", type=float, const=-1.0, metavar="SECONDS",
+                   help="wait for the outcome (forever, or at most SECONDS); exit 1 if it fails")
+
+    p = sub.add_parser("get", help="show a task")
+    p.add_argument("id")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for it to finish")
+
+    p = sub.add_parser("ls", help="list tasks, newest first")
+    p.add_argument("--state")
+    p.add_argument("--queue")
+    p.add_argument("--name")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="print the raw JSON page")
+
+    for name, text in (("cancel", "cancel a task"), ("retry", "retry a failed or cancelled task")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+
+    p = sub.add_parser("queues", help="list queues with counts")
+    p.add_argument("--json", action="store_true")
+    for name in ("pause", "resume"):
+        p = sub.add_parser(name, help=f"{name} a queue")
+        p.add_argument("queue")
+
+    from tqd.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tqd`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"tqd: {message}", file=sys.stderr)
+    return status
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from tqd.errors import ConfigError
+
+    if args.command == "version":
+        print(f"tqd {__version__}")
+        return EXIT_OK
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "config":
+            return _config_check(args)
+        if args.command == "bench":
+            from tqd.bench import run as run_bench
+
+            return run_bench(args)
+    except ConfigError as err:
+        return _fail(err.message, EXIT_USAGE)
+    return _client_command(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tqd.config import load_config
+    from tqd.daemon import serve
+    from tqd.logs import setup_logging
+
+    overrides = {
+        "listen": args.listen,
+        "storage": args.storage,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+    }
+    config = load_config(args.config, overrides=overrides)
+    setup_logging(config.log_level, config.log_format)
+    # Handlers are imported before the loop starts, so a broken one stops
+    # the start with a ConfigError and status 2 rather than a traceback.
+    from tqd.runtime.catalog import Catalog
+    from tqd.runtime.handlers import build_handlers
+
+    build_handlers(Catalog(config), config)
+
+    def ready(url: str) -> None:
+        print(f"tqd listening on {url}", flush=True)
+
+    try:
+        import uvloop
+
+        return uvloop.run(serve(config, on_ready=ready))
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        import asyncio
+
+        return asyncio.run(serve(config, on_ready=ready))
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from tqd.config import load_config
+    from tqd.runtime.catalog import Catalog
+    from tqd.runtime.handlers import build_handlers
+
+    config = load_config(args.path)
+    build_handlers(Catalog(config), config)
+    tasks = len(config.tasks)
+    print(f"{config.source}: ok ({tasks} task definitions, {len(config.queues)} queues, "
+          f"storage {config.storage_url}, listen {config.listen})")
+    return EXIT_OK
+
+
+def _parse_payload(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"payload is not valid JSON: {err.msg} at column {err.colno}") from None
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    from tqd.client import ApiError, Client, Unreachable
+
+    client = Client(args.url)
+    try:
+        return _run_client(client, args)
+    except ValueError as err:
+        return _fail(str(err), EXIT_USAGE)
+    except ApiError as err:
+        return _fail(f"{err.message} (HTTP {err.status}, {err.code})",
+                     EXIT_UNREACHABLE if err.status >= 500 else EXIT_USAGE)
+    except Unreachable as err:
+        return _fail(str(err), EXIT_UNREACHABLE)
+
+
+def _run_client(client: Any, args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "enqueue":
+        task = client.enqueue(
+            args.name, _parse_payload(args.payload), queue=args.queue, priority=args.priority,
+            delay=args.delay, max_attempts=args.max_attempts, timeout=args.timeout,
+            idempotency_key=args.idempotency_key,
+        )
+        if args.wait is None:
+            _print_json(task)
+            return EXIT_OK
+        task = client.wait(task["id"], None if args.wait < 0 else args.wait)
+        _print_json(task)
+        return EXIT_TASK_FAILED if task["state"] in ("failed", "cancelled") else EXIT_OK
+    if cmd == "get":
+        _print_json(client.get(args.id, wait=args.wait))
+        return EXIT_OK
+    if cmd == "ls":
+        page = client.list(state=args.state, queue=args.queue, name=args.name, limit=args.limit)
+        if args.json:
+            _print_json(page)
+        else:
+            _print_table(
+                ["ID", "NAME", "QUEUE", "STATE", "ATTEMPTS", "CREATED"],
+                [[t["id"], t["name"], t["queue"], t["state"], f"{t['attempts']}/{t['max_attempts']}",
+                  t["created_at"]] for t in page["tasks"]],
+            )
+            if page["next_cursor"]:
+                print(f"(more: --limit larger than {args.limit})")
+        return EXIT_OK
+    if cmd in ("cancel", "retry"):
+        _print_json(getattr(client, cmd)(args.id))
+        return EXIT_OK
+    if cmd == "queues":
+        queues = client.queues()
+        if args.json:
+            _print_json(queues)
+        else:
+            states = ["pending", "scheduled", "processing", "completed", "failed", "cancelled"]
+            _print_table(
+                ["QUEUE", "PAUSED", *[s.upper() for s in states]],
+                [[q["name"], "yes" if q["paused"] else "no", *[q["counts"].get(s, 0) for s in states]]
+                 for q in queues],
+            )
+        return EXIT_OK
+    if cmd in ("pause", "resume"):
+        _print_json(getattr(client, cmd)(args.queue))
+        return EXIT_OK
+    raise ValueError(f"unknown command {cmd}")
+
+
+def _print_table(header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The composition root: build every part from one Config, start them in
+order, stop them in reverse.
+
+Start: store → catalog and handlers → queues declared → orphaned leases
+taken back (single-process stores) → roles → worker pool → HTTP API.
+Stop (SIGTERM/SIGINT): the API keeps answering but refuses new tasks (503)
+→ the pool stops leasing, lets running tasks finish within the grace and
+hands back the rest → roles stop → the API closes → the store closes. A
+second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from tqd.api.app import Services, create_app
+from tqd.clock import Clock, SystemClock
+from tqd.config import Config
+from tqd.runtime.catalog import Catalog
+from tqd.runtime.handlers import HandlerSet, build_handlers
+from tqd.runtime.heartbeat import Heartbeat
+from tqd.runtime.janitor import Janitor
+from tqd.runtime.pool import PoolSettings, WorkerPool
+from tqd.runtime.role import Role
+from tqd.runtime.scheduler import Scheduler
+from tqd.runtime.supervisor import Supervisor
+from tqd.storage.base import SHARED, Storage
+from tqd.storage.factory import create_storage
+
+log = logging.getLogger("tqd.daemon")
+
+
+def new_worker_id() -> str:
+    """An id for this process: host, pid and a random suffix (pids repeat)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Daemon:
+    """One tqd process: store, pool, roles and API, started and stopped together."""
+
+    config: Config
+    clock: Clock = field(default_factory=SystemClock)
+    worker_id: str = field(default_factory=new_worker_id)
+
+    storage: Storage | None = None
+    catalog: Catalog | None = None
+    handlers: HandlerSet | None = None
+    pool: WorkerPool | None = None
+    services: Services | None = None
+    roles: list[Role] = field(default_factory=list)
+    url: str = ""
+    _role_jobs: list[asyncio.Task] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        """Start every part; return the URL the API listens on."""
+        cfg = self.config
+        self.catalog = Catalog(cfg)
+        self.handlers = build_handlers(self.catalog, cfg)
+        storage = self.storage = create_storage(cfg.storage_url, cfg)
+        await storage.open()
+        queues = set(cfg.queues) | self.catalog.queues() | {cfg.defaults.queue}
+        await storage.declare_queues(sorted(queues))
+        if SHARED not in storage.capabilities:
+            orphans = await storage.reclaim_orphans(self.clock.now())
+            if orphans:
+                log.warning("took back %d tasks left processing by a previous run", len(orphans))
+
+        if cfg.worker.enabled:
+            self.pool = WorkerPool(
+                storage,
+                self.catalog,
+                self.handlers,
+                PoolSettings(
+                    worker_id=self.worker_id,
+                    concurrency=cfg.worker.concurrency,
+                    queues=tuple(cfg.worker.queues),
+                    queue_limits={
+                        name: q.concurrency for name, q in cfg.queues.items() if q.concurrency
+                    },
+                    lease_batch=cfg.worker.lease_batch,
+                ),
+                self.clock,
+            )
+        self._start_roles()
+        if self.pool is not None:
+            await self.pool.start()
+
+        self.services = Services(
+            storage=storage, catalog=self.catalog, config=cfg, clock=self.clock, pool=self.pool
+        )
+        app = create_app(self.services)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}"
+        log.info("tqd listening on %s (storage %s, worker %s)", self.url, storage.kind, self.worker_id)
+        return self.url
+
+    def _start_roles(self) -> None:
+        cfg, storage, clock = self.config, self.storage, self.clock
+        assert storage is not None and self.catalog is not None
+        roles: list[Role] = [
+            Supervisor(storage, clock, cfg.roles.supervisor_interval),
+            Janitor(storage, clock, cfg.retention, cfg.roles.janitor_interval),
+        ]
+        scheduler = Scheduler(storage, clock, cfg.roles.scheduler_interval)
+        storage.add_listener(scheduler.on_changes)
+        roles.append(scheduler)
+        if self.pool is not None:
+            shortest = min(d.visibility_timeout for d in self.catalog.definitions())
+            roles.append(
+                Heartbeat(
+                    storage,
+                    self.pool,
+                    clock,
+                    interval=min(cfg.roles.heartbeat_interval, shortest / 3),
+                    worker_ttl=cfg.roles.worker_ttl,
+                )
+            )
+        self.roles = roles
+        self._role_jobs = [asyncio.create_task(r.run(), name=f"tqd-{r.name}") for r in roles]
+
+    async def stop(self) -> None:
+        """Drain and stop every part, in reverse order of start."""
+        if self.services is not None:
+            self.services.draining = True
+        log.info("stopping: no new tasks accepted")
+        if self.pool is not None:
+            handed_back = await self.pool.stop(self.config.shutdown_grace)
+            if handed_back:
+                log.warning("handed back %d tasks that did not finish within the grace", handed_back)
+        for role in self.roles:
+            role.stop()
+        if self._role_jobs:
+            _, late = await asyncio.wait(self._role_jobs, timeout=5.0)
+            for job in late:
+                job.cancel()
+        if self.storage is not None and self.pool is not None:
+            try:
+                await self.storage.unregister_worker(self.worker_id)
+            except Exception as err:
+                log.warning("could not unregister this process: %s", err)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.handlers is not None:
+            await self.handlers.close()
+        if self.storage is not None:
+            await self.storage.close()
+        log.info("stopped")
+
+
+async def serve(config: Config, on_ready: callable | None = None) -> int:  # type: ignore[valid-type]
+    """Run a daemon until SIGTERM or SIGINT; return the exit status.
+
+    The first signal drains; a second one exits at once with status 1.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal (%s): exiting at once", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("received %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    daemon = Daemon(config)
+    try:
+        url = await daemon.start()
+    except BaseException:
+        await daemon.stop()
+        raise
+    if on_ready is not None:
+        on_ready(url)
+    await stop.wait()
+    await daemon.stop()
+    return 0

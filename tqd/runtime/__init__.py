@@ -1,0 +1,1 @@
+"""Running tasks: the worker pool, handlers and the background roles."""

@@ -1,0 +1,158 @@
+"""The task names this process knows, and how a new task of each is built.
+
+A client names a task; the catalog decides everything else from
+configuration: which handler runs it, its queue, attempts, timeouts and
+backoff. The builtin ``tqd.*`` tasks exist with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from tqd.config import (
+    BuiltinHandler,
+    Config,
+    HandlerConfig,
+    PythonHandler,
+    TaskConfig,
+    parse_handler_string,
+)
+from tqd.errors import UnknownTask
+from tqd.ids import IdGenerator
+from tqd.models import Task
+
+BUILTIN_TASKS = ("noop", "echo", "sleep", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    """Everything configured for one task name, defaults applied."""
+
+    name: str
+    handler: HandlerConfig
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    visibility_timeout: float
+    backoff_base: float
+    backoff_max: float
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before the attempt after ``attempt`` (1-based).
+
+        Exponential with full jitter: uniform in [0, min(max, base·2^(attempt-1))],
+        so retries of many failed tasks spread out instead of arriving together.
+        """
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 62))
+        return (rng or random).uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """What a client asks for; None means "the definition's default"."""
+
+    name: str
+    payload: bytes = b"null"
+    queue: str | None = None
+    priority: int | None = None
+    run_at: float | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+    idempotency_key: str | None = None
+
+
+class Catalog:
+    """Task definitions by name, built once from a Config."""
+
+    def __init__(self, config: Config) -> None:
+        defs: dict[str, TaskDefinition] = {}
+        for builtin in BUILTIN_TASKS:
+            name = f"tqd.{builtin}"
+            defs[name] = self._define(config, name, TaskConfig(), BuiltinHandler(name=builtin))
+        for name, task in config.tasks.items():
+            handler = task.handler
+            if handler is None:  # a builtin name tuned in config
+                handler = defs[name].handler if name in defs else None
+            elif isinstance(handler, str):
+                handler = parse_handler_string(handler, f"tasks.{name}.handler")
+            if handler is None:
+                raise UnknownTask(f"tasks.{name}: handler missing")
+            defs[name] = self._define(config, name, task, handler)
+        self._defs = defs
+        self._ids = IdGenerator()
+
+    @staticmethod
+    def _define(config: Config, name: str, task: TaskConfig, handler: HandlerConfig) -> TaskDefinition:
+        d = config.defaults
+        return TaskDefinition(
+            name=name,
+            handler=handler,
+            queue=task.queue or d.queue,
+            priority=task.priority,
+            max_attempts=task.max_attempts or d.max_attempts,
+            timeout=task.timeout if task.timeout is not None else d.timeout,
+            visibility_timeout=task.visibility_timeout or d.visibility_timeout,
+            backoff_base=task.backoff_base or d.backoff_base,
+            backoff_max=task.backoff_max or d.backoff_max,
+        )
+
+    def get(self, name: str) -> TaskDefinition | None:
+        """The definition of ``name``, or None."""
+        return self._defs.get(name)
+
+    def require(self, name: str) -> TaskDefinition:
+        """The definition of ``name``; UnknownTask (422) lists the known names."""
+        found = self._defs.get(name)
+        if found is None:
+            known = ", ".join(sorted(self._defs))
+            raise UnknownTask(f"name: unknown task {name!r}; known tasks: {known}")
+        return found
+
+    def names(self) -> list[str]:
+        """Every known task name, sorted."""
+        return sorted(self._defs)
+
+    def definitions(self) -> list[TaskDefinition]:
+        """Every definition, sorted by name."""
+        return [self._defs[n] for n in sorted(self._defs)]
+
+    def queues(self) -> set[str]:
+        """The queues that task definitions route to."""
+        return {d.queue for d in self._defs.values()}
+
+    def build(self, request: NewTask, now: float) -> Task:
+        """A complete Task for ``request``: id, defaults and initial state.
+
+        A ``run_at`` in the future makes the task ``scheduled``; otherwise it
+        is ``pending`` at once.
+        """
+        d = self.require(request.name)
+        max_attempts = request.max_attempts or d.max_attempts
+        delayed = request.run_at is not None and request.run_at > now
+        return Task(
+            self._ids.new(now),
+            d.name,
+            request.queue or d.queue,
+            request.payload,
+            d.priority if request.priority is None else request.priority,
+            "scheduled" if delayed else "pending",
+            0,
+            max_attempts,
+            max_attempts,
+            now,
+            request.run_at if delayed else None,
+            idempotency_key=request.idempotency_key,
+            timeout=request.timeout if request.timeout is not None else d.timeout,
+            visibility_timeout=d.visibility_timeout,
+        )
+
+
+def handler_kind(handler: HandlerConfig) -> str:
+    """The ``kind`` word of a handler config (``python``, ``builtin``, ...)."""
+    if isinstance(handler, PythonHandler):
+        return "python"
+    if isinstance(handler, BuiltinHandler):
+        return "builtin"
+    return type(handler).__struct_config__.tag  # type: ignore[attr-defined]

@@ -1,0 +1,50 @@
+"""Handler kinds, one module each, and the factory that builds them from config."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from tqd.config import BuiltinHandler, Config, PythonHandler
+from tqd.errors import ConfigError
+from tqd.runtime.catalog import Catalog
+from tqd.runtime.handlers.base import Handler, RawJSON, TaskContext, TaskFailed
+from tqd.runtime.handlers.builtin import BUILTINS
+from tqd.runtime.handlers.python import PythonCall, resolve_target
+
+__all__ = ["Handler", "HandlerSet", "RawJSON", "TaskContext", "TaskFailed", "build_handlers"]
+
+
+class HandlerSet:
+    """The handlers of every task name, and what they share (a thread pool)."""
+
+    def __init__(self, handlers: dict[str, Handler], executor: ThreadPoolExecutor) -> None:
+        self.by_name = handlers
+        self._executor = executor
+
+    def get(self, name: str) -> Handler | None:
+        return self.by_name.get(name)
+
+    async def close(self) -> None:
+        """Close every handler and the thread pool (without waiting for stuck threads)."""
+        for handler in self.by_name.values():
+            await handler.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_handlers(catalog: Catalog, config: Config) -> HandlerSet:
+    """A handler for every task name in the catalog; ConfigError when one cannot be built."""
+    executor = ThreadPoolExecutor(
+        max_workers=min(64, config.worker.concurrency), thread_name_prefix="tqd-handler"
+    )
+    handlers: dict[str, Handler] = {}
+    for d in catalog.definitions():
+        spec = d.handler
+        where = f"{config.source}: tasks.{d.name}.handler"
+        if isinstance(spec, BuiltinHandler):
+            handlers[d.name] = BUILTINS[spec.name]()
+        elif isinstance(spec, PythonHandler):
+            fn = resolve_target(spec.target, config.python_path, where)
+            handlers[d.name] = PythonCall(fn, executor)
+        else:
+            raise ConfigError(f"{where}: handler kind {type(spec).__name__} is not supported")
+    return HandlerSet(handlers, executor)

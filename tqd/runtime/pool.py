@@ -1,0 +1,412 @@
+"""The worker pool: lease in batches, run each task in a coroutine, settle in batches.
+
+One lease loop fills free slots: it leases from every served queue that may
+have work, as many tasks as there are free slots (bounded per queue and per
+round trip). It never polls. It learns of new work from the store's change
+events (a ``pending`` change names the queue) and of free slots from
+finishing tasks; when neither has happened it sleeps on one event.
+
+A per-queue generation counter closes the race between "the lease came back
+short, so the queue is empty" and "a task was enqueued meanwhile": a queue is
+marked idle only if no ``pending`` change arrived for it since the lease was
+sent.
+
+Finished tasks queue their outcome; one settle loop writes everything that
+has queued up in one call, so settling costs one round trip per batch and
+waits for nothing when the load is light. If the store is unavailable the
+outcomes are kept and written when it answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from tqd.clock import Clock
+from tqd.errors import TqdError
+from tqd.models import Change, Outcome, QueueChange, Task, make_error
+from tqd.runtime.catalog import Catalog
+from tqd.runtime.handlers import HandlerSet, RawJSON, TaskContext, TaskFailed
+from tqd.storage.base import Storage
+
+log = logging.getLogger("tqd.pool")
+
+# Why a running handler was cancelled by the pool.
+SHUTDOWN = "shutdown"  # the daemon stops: hand the task back
+LOST = "lost"  # the lease is gone (reclaimed, deleted): nothing to settle
+CANCELLED = "cancelled"  # cancelled through the API: nothing to settle
+
+
+@dataclass(slots=True, eq=False)
+class Running:
+    """A task whose handler runs in this process."""
+
+    task: Task
+    job: asyncio.Task | None = None
+    stop_reason: str | None = None
+    #: When the heartbeat should extend the lease next (epoch seconds).
+    extend_at: float = 0.0
+
+
+@dataclass(slots=True)
+class PoolSettings:
+    """How the pool behaves; built from ``[worker]`` and ``[queues.*]``."""
+
+    worker_id: str
+    concurrency: int = 100
+    #: Queues to serve; empty means every queue.
+    queues: Sequence[str] = ()
+    #: Most tasks of one queue running at once in this process.
+    queue_limits: dict[str, int] = field(default_factory=dict)
+    lease_batch: int = 200
+
+
+class WorkerPool:
+    """Runs tasks leased from the store with a bounded number of coroutines."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        catalog: Catalog,
+        handlers: HandlerSet,
+        settings: PoolSettings,
+        clock: Clock,
+    ) -> None:
+        self._storage = storage
+        self._catalog = catalog
+        self._handlers = handlers
+        self.settings = settings
+        self._clock = clock
+        self._served = frozenset(settings.queues)
+        self.running: dict[str, Running] = {}
+        self._per_queue: dict[str, int] = {}
+        self._active: set[str] = set()
+        self._gen: dict[str, int] = {}
+        self._rotation = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._outcomes: list[Outcome] = []
+        self._settle_wake = asyncio.Event()
+        self._settles_closed = False
+        self._lease_job: asyncio.Task | None = None
+        self._settle_job: asyncio.Task | None = None
+        self.counters = {"started": 0, "completed": 0, "failed": 0, "retried": 0}
+
+    @property
+    def worker_id(self) -> str:
+        return self.settings.worker_id
+
+    def serves(self, queue: str) -> bool:
+        """Whether this pool takes tasks from ``queue``."""
+        return not self._served or queue in self._served
+
+    # -- life ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin leasing: every served queue with pending tasks is active."""
+        self._storage.add_listener(self._on_changes)
+        for info in await self._storage.queues():
+            if info.counts.get("pending") and self.serves(info.name):
+                self._active.add(info.name)
+        for name in self._served:
+            self._active.add(name)
+        self._lease_job = asyncio.create_task(self._lease_loop(), name="tqd-lease-loop")
+        self._settle_job = asyncio.create_task(self._settle_loop(), name="tqd-settle-loop")
+
+    async def stop(self, grace: float) -> int:
+        """Stop leasing, let running tasks finish within ``grace`` seconds, hand
+        back the leases of the rest, write every outcome. Returns how many
+        tasks were handed back."""
+        self._stopping = True
+        self._wake.set()
+        if self._lease_job is not None:
+            await self._lease_job
+        handed_back = 0
+        jobs = [r.job for r in self.running.values() if r.job is not None]
+        if jobs:
+            log.info("waiting up to %.1fs for %d running tasks", grace, len(jobs))
+            await asyncio.wait(jobs, timeout=grace)
+        for running in list(self.running.values()):
+            if running.job is not None and not running.job.done():
+                running.stop_reason = SHUTDOWN
+                running.job.cancel()
+                handed_back += 1
+        if jobs:
+            await asyncio.gather(*jobs, return_exceptions=True)
+        self._settles_closed = True
+        self._settle_wake.set()
+        if self._settle_job is not None:
+            try:
+                await asyncio.wait_for(self._settle_job, timeout=max(5.0, grace))
+            except TimeoutError:
+                log.error("could not write %d outcomes before exit; their leases will expire",
+                          len(self._outcomes))
+        self._storage.remove_listener(self._on_changes)
+        return handed_back
+
+    # -- learning of work ---------------------------------------------------
+
+    def _on_changes(self, changes: Sequence[Change | QueueChange]) -> None:
+        wake = False
+        running = self.running
+        for c in changes:
+            if type(c) is Change:
+                if c.state == "pending":
+                    if self.serves(c.queue):
+                        self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
+                        self._active.add(c.queue)
+                        wake = True
+                elif c.state != "processing" and c.id in running:
+                    # Someone else ended this task's lease: stop the handler.
+                    self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
+            elif type(c) is QueueChange and c.event == "resumed" and self.serves(c.queue):
+                self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
+                self._active.add(c.queue)
+                wake = True
+        if wake:
+            self._wake.set()
+
+    def _interrupt(self, running: Running, reason: str) -> None:
+        if running.stop_reason is None and running.job is not None:
+            running.stop_reason = reason
+            running.job.cancel()
+
+    def lose(self, task_ids: Iterable[str]) -> None:
+        """The leases of these tasks are gone: stop their handlers, settle nothing."""
+        for tid in task_ids:
+            running = self.running.get(tid)
+            if running is not None:
+                self._interrupt(running, LOST)
+
+    # -- leasing ------------------------------------------------------------
+
+    def _room(self, queue: str) -> int:
+        limit = self.settings.queue_limits.get(queue)
+        if limit is None:
+            return self.settings.lease_batch
+        return min(self.settings.lease_batch, limit - self._per_queue.get(queue, 0))
+
+    async def _lease_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                leased = await self._lease_round()
+            except Exception as err:
+                failures += 1
+                delay = min(2.0, 0.05 * 2 ** min(failures, 6))
+                if failures == 1 or failures % 20 == 0:
+                    log.warning("leasing failed (%s); retrying in %.2fs", _describe(err), delay)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+                continue
+            if failures:
+                log.info("leasing works again after %d failures", failures)
+                failures = 0
+            if not leased:
+                await self._wake.wait()
+
+    async def _lease_round(self) -> bool:
+        free = self.settings.concurrency - len(self.running)
+        if free <= 0 or not self._active:
+            return False
+        queues = sorted(self._active)
+        start = self._rotation % len(queues)
+        self._rotation += 1
+        plan: list[tuple[str, int, int]] = []
+        for queue in queues[start:] + queues[:start]:
+            n = min(free, self._room(queue))
+            if n <= 0:
+                continue
+            plan.append((queue, n, self._gen.get(queue, 0)))
+            free -= n
+            if free <= 0:
+                break
+        if not plan:
+            return False
+        now = self._clock.now()
+        worker = self.worker_id
+        if len(plan) == 1:
+            results = [await self._storage.lease(plan[0][0], plan[0][1], worker, now)]
+        else:
+            results = await asyncio.gather(
+                *(self._storage.lease(q, n, worker, now) for q, n, _ in plan)
+            )
+        leased = False
+        for (queue, n, gen), tasks in zip(plan, results, strict=True):
+            if len(tasks) < n and self._gen.get(queue, 0) == gen:
+                self._active.discard(queue)
+            if tasks:
+                leased = True
+                if self._stopping:
+                    self._hand_back(tasks)
+                else:
+                    for task in tasks:
+                        self._start(task, now)
+        return leased
+
+    def _hand_back(self, tasks: list[Task]) -> None:
+        for t in tasks:
+            self._outcomes.append(Outcome(task_id=t.id, token=t.lease_token or "", kind="release"))
+        self._settle_wake.set()
+
+    # -- running ------------------------------------------------------------
+
+    def _start(self, task: Task, now: float) -> None:
+        running = Running(task, extend_at=now + task.visibility_timeout / 3)
+        self.running[task.id] = running
+        self._per_queue[task.queue] = self._per_queue.get(task.queue, 0) + 1
+        self.counters["started"] += 1
+        running.job = asyncio.create_task(self._run(running))
+
+    async def _run(self, running: Running) -> None:
+        task = running.task
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._attempt(running)
+        finally:
+            del self.running[task.id]
+            self._per_queue[task.queue] -= 1
+            self._wake.set()
+            if outcome is not None:
+                self._outcomes.append(outcome)
+                self._settle_wake.set()
+
+    async def _attempt(self, running: Running) -> Outcome | None:
+        task = running.task
+        handler = self._handlers.get(task.name)
+        if handler is None:
+            return self._failure(task, "config", f"no handler for task {task.name!r} in this process")
+        ctx = TaskContext(task)
+        timer = asyncio.timeout(task.timeout) if task.timeout else None
+        try:
+            if timer is None:
+                result = await handler.run(ctx)
+            else:
+                async with timer:
+                    result = await handler.run(ctx)
+        except asyncio.CancelledError:
+            reason = running.stop_reason
+            if reason == SHUTDOWN:
+                return Outcome(task_id=task.id, token=task.lease_token or "", kind="release")
+            if reason in (LOST, CANCELLED):
+                return None
+            raise
+        except TimeoutError as err:
+            if timer is not None and timer.expired():
+                return self._failure(task, "timeout", f"timed out after {task.timeout:g}s")
+            return self._failure(task, "exception", _describe(err))
+        except TaskFailed as err:
+            return self._failure(task, err.kind, err.message, retry=err.retry, delay=err.delay)
+        except Exception as err:
+            return self._failure(task, "exception", _describe(err))
+        try:
+            encoded = _encode_result(result)
+        except TypeError as err:
+            return self._failure(task, "result", f"the result is not JSON: {err}", retry=False)
+        self.counters["completed"] += 1
+        return Outcome(task_id=task.id, token=task.lease_token or "", kind="complete", result=encoded)
+
+    def _failure(
+        self, task: Task, kind: str, message: str, *, retry: bool = True, delay: float | None = None
+    ) -> Outcome:
+        now = self._clock.now()
+        attempt = task.attempts + 1
+        retry_at = None
+        if retry and attempt < task.max_attempts:
+            if delay is None:
+                definition = self._catalog.get(task.name)
+                delay = definition.backoff(attempt) if definition else 1.0
+            retry_at = now + delay
+            self.counters["retried"] += 1
+            what = f"retry in {delay:.2f}s"
+        else:
+            self.counters["failed"] += 1
+            what = "no retry left" if retry else "not retryable"
+        log.warning(
+            "task %s (%s) attempt %d/%d failed (%s): %s",
+            task.id, task.name, attempt, task.max_attempts, what, message,
+            extra={"task_id": task.id, "queue": task.queue, "task_name": task.name},
+        )
+        return Outcome(
+            task_id=task.id,
+            token=task.lease_token or "",
+            kind="fail",
+            error=make_error(kind, message, attempt, now),
+            retry_at=retry_at,
+        )
+
+    # -- settling -----------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        failures = 0
+        while True:
+            if not self._outcomes:
+                if self._settles_closed:
+                    return
+                self._settle_wake.clear()
+                await self._settle_wake.wait()
+                continue
+            batch, self._outcomes = self._outcomes, []
+            try:
+                accepted = await self._storage.settle(batch, self._clock.now())
+            except Exception as err:
+                self._outcomes[:0] = batch
+                failures += 1
+                delay = min(2.0, 0.05 * 2 ** min(failures, 6))
+                if failures == 1 or failures % 20 == 0:
+                    log.warning("settling %d outcomes failed (%s); retrying in %.2fs",
+                                len(batch), _describe(err), delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            stale = len(accepted) - sum(accepted)
+            if stale:
+                log.info("%d outcomes were refused: their leases had been taken back", stale)
+
+    # -- for the heartbeat --------------------------------------------------
+
+    def leases_due(self, now: float) -> list[tuple[str, str]]:
+        """``(task_id, token)`` of running tasks whose lease should be extended now."""
+        return [
+            (tid, r.task.lease_token or "")
+            for tid, r in self.running.items()
+            if r.extend_at <= now and r.stop_reason is None
+        ]
+
+    def leases_extended(self, leases: Sequence[tuple[str, str]], held: Sequence[bool], now: float) -> None:
+        """Record the answer to an extend: schedule the next one, stop lost tasks."""
+        for (tid, _), ok in zip(leases, held, strict=True):
+            running = self.running.get(tid)
+            if running is None:
+                continue
+            if ok:
+                running.extend_at = now + running.task.visibility_timeout / 3
+            else:
+                log.info("task %s lost its lease; stopping its handler", tid)
+                self._interrupt(running, LOST)
+
+    def next_extend_at(self) -> float | None:
+        """The earliest time a running task's lease needs extending, or None."""
+        return min((r.extend_at for r in self.running.values()), default=None)
+
+
+def _encode_result(result: object) -> bytes:
+    if result is None:
+        return b"null"
+    if type(result) is RawJSON:
+        return bytes(result)
+    return orjson.dumps(result)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, TqdError):
+        return err.message
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
