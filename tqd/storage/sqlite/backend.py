@@ -283,10 +283,12 @@ def _op_lease(
         f"UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
         f"lease_expires_at = ? + visibility_timeout, started_at = ?, worker = ? "
         f"WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
-        f"ORDER BY priority DESC, seq LIMIT ?) RETURNING {TASK_COLUMNS}",
+        f"ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}",
         (now, now, worker, queue, limit),
     ).fetchall()
-    tasks = [_task(r) for r in rows]
+    # RETURNING comes in no promised order; hand the tasks out in lease order.
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    tasks = [_task(r[2:]) for r in rows]
     changes.extend(Change(t.id, t.queue, t.name, "processing") for t in tasks)
     return tasks
 
