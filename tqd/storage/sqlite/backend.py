@@ -78,13 +78,19 @@ class SqliteStorage(Storage):
         if self.exclusive:
             self._take_lock()
         loop = asyncio.get_running_loop()
+        wconn = None
         try:
             wconn = connect(self.path, synchronous=self.synchronous)
             migrate(wconn, self.path)
             rconn = connect(self.path, synchronous=self.synchronous, readonly=True)
-        except sqlite3.Error as err:
+        except BaseException as err:
+            # A refused open (also migrate's ConfigError) leaves nothing held.
+            if wconn is not None:
+                wconn.close()
             self._release_lock()
-            raise ConfigError(f"storage: cannot open SQLite file {self.path!r}: {err}") from None
+            if isinstance(err, sqlite3.Error):
+                raise ConfigError(f"storage: cannot open SQLite file {self.path!r}: {err}") from None
+            raise
         self._paused = {r[0] for r in wconn.execute("SELECT name FROM queues WHERE paused")}
         self._writer = Writer(wconn, loop, self._emit, self.max_group, "tqd-sqlite-writer")
         self._reader = Reader(rconn, loop, self._emit, 64, "tqd-sqlite-reader")
