@@ -68,10 +68,14 @@ def complete(task: Task, result: bytes = b'"ok"') -> Outcome:
     return Outcome(task_id=task.id, token=task.lease_token, kind="complete", result=result)
 
 
-def fail(task: Task, retry_at: float | None = None, message: str = "boom", at: float = 0.0) -> Outcome:
+def fail(
+    task: Task, retry_at: float | None = None, message: str = "boom", at: float = 0.0
+) -> Outcome:
     """A failure of the attempt ``task`` is running, as the pool reports it."""
     error = make_error("exception", message, task.attempt, at)
-    return Outcome(task_id=task.id, token=task.lease_token, kind="fail", error=error, retry_at=retry_at)
+    return Outcome(
+        task_id=task.id, token=task.lease_token, kind="fail", error=error, retry_at=retry_at
+    )
 
 
 def release(task: Task) -> Outcome:
@@ -103,10 +107,7 @@ async def assert_counts_exact(storage: Storage) -> None:
     for t in await all_tasks(storage):
         per_queue = actual.setdefault(t.queue, {})
         per_queue[t.state] = per_queue.get(t.state, 0) + 1
-    kept = {
-        q.name: {s: n for s, n in q.counts.items() if n}
-        for q in await storage.queues()
-    }
+    kept = {q.name: {s: n for s, n in q.counts.items() if n} for q in await storage.queues()}
     for name in actual:
         assert name in kept, f"queue {name} holds tasks but queues() omits it"
     assert {k: v for k, v in kept.items() if v} == actual

@@ -63,7 +63,10 @@ async def test_promote_reports_pending(storage, make, clock, events):
 
 
 async def test_reclaims_report_the_new_state(storage, make, clock, events):
-    last, more = make(max_attempts=1, visibility_timeout=5), make(max_attempts=2, visibility_timeout=5)
+    last, more = (
+        make(max_attempts=1, visibility_timeout=5),
+        make(max_attempts=2, visibility_timeout=5),
+    )
     await put(storage, last, more)
     await storage.lease("q", 2, "w1", clock.now())
     events.clear()

@@ -21,7 +21,12 @@ async def test_lease_is_fifo_among_equal_priority(storage, make, clock):
 
 async def test_a_batch_lease_picks_the_best_tasks(storage, make, clock):
     """A batch holds the tasks a run of single leases would give, in that order."""
-    old_low, high1, new_low, high2 = make(priority=1), make(priority=9), make(priority=1), make(priority=9)
+    old_low, high1, new_low, high2 = (
+        make(priority=1),
+        make(priority=9),
+        make(priority=1),
+        make(priority=9),
+    )
     mid = make(priority=5)
     await put(storage, old_low, high1, new_low, high2, mid)
     leased = await storage.lease("q", 4, "w1", clock.now())

@@ -62,7 +62,9 @@ FILTERS = [
 ]
 
 
-@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: "+".join(f"{k}={v}" for k, v in f.items()) or "all")
+@pytest.mark.parametrize(
+    "filters", FILTERS, ids=lambda f: "+".join(f"{k}={v}" for k, v in f.items()) or "all"
+)
 async def test_each_filter_pages_through_its_tasks_exactly_once(storage, make, clock, filters):
     stored = await _mixed(storage, make, clock)
     expected = [

@@ -80,7 +80,7 @@ async def test_counts_stay_exact_through_every_operation(storage, make, clock):
         await storage.enqueue([make(), make(id=a.id)])  # refused: stores nothing
     await check({"pending": 5, "scheduled": 1})
 
-    la, lb, lc = await storage.lease("q", 3, "w1", clock.now())
+    _, lb, lc = await storage.lease("q", 3, "w1", clock.now())
     await check({"pending": 2, "scheduled": 1, "processing": 3})
     await storage.extend([(lb.id, lb.lease_token)], clock.now())
     await check({"pending": 2, "scheduled": 1, "processing": 3})

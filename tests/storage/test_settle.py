@@ -29,7 +29,9 @@ async def test_fail_with_retry_at_schedules_the_next_attempt(storage, make, cloc
     await put(storage, make(max_attempts=5))
     task = await lease_one(storage, clock.now())
     now = clock.advance(1)
-    assert await storage.settle([fail(task, retry_at=now + 10, message="first", at=now)], now) == [True]
+    assert await storage.settle([fail(task, retry_at=now + 10, message="first", at=now)], now) == [
+        True
+    ]
     stored = await storage.get(task.id)
     assert stored.state == "scheduled"
     assert stored.run_at == now + 10
@@ -175,7 +177,9 @@ async def test_an_unknown_outcome_kind_is_refused(storage, make, clock):
     await put(storage, make())
     task = await lease_one(storage, clock.now())
     with pytest.raises(ValueError):
-        await storage.settle([Outcome(task_id=task.id, token=task.lease_token, kind="explode")], clock.now())
+        await storage.settle(
+            [Outcome(task_id=task.id, token=task.lease_token, kind="explode")], clock.now()
+        )
     assert (await storage.get(task.id)).state == "processing"
 
 
