@@ -70,7 +70,6 @@ class SqliteStorage(Storage):
         self._writer: Writer | None = None
         self._reader: Reader | None = None
         self._lock_fd: int | None = None
-        self._paused: set[str] = set()
 
     # -- life ---------------------------------------------------------------
 
@@ -91,7 +90,6 @@ class SqliteStorage(Storage):
             if isinstance(err, sqlite3.Error):
                 raise ConfigError(f"storage: cannot open SQLite file {self.path!r}: {err}") from None
             raise
-        self._paused = {r[0] for r in wconn.execute("SELECT name FROM queues WHERE paused")}
         self._writer = Writer(wconn, loop, self._emit, self.max_group, "tqd-sqlite-writer")
         self._reader = Reader(rconn, loop, self._emit, 64, "tqd-sqlite-reader")
         self._writer.start()
@@ -146,9 +144,7 @@ class SqliteStorage(Storage):
         return await self._write(_op_enqueue, tasks)
 
     async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
-        if queue in self._paused:
-            return []
-        return await self._write(_op_lease, queue, limit, worker, now, self._paused)
+        return await self._write(_op_lease, queue, limit, worker, now)
 
     async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
         return await self._write(_op_extend, leases, now)
@@ -210,13 +206,9 @@ class SqliteStorage(Storage):
 
     async def _set_paused(self, name: str, paused: bool) -> None:
         await self._write(_op_set_paused, name, paused)
-        if paused:
-            self._paused.add(name)
-        else:
-            self._paused.discard(name)
 
     async def paused_queues(self) -> set[str]:
-        return set(self._paused)
+        return await self._read(_op_paused)
 
     async def _purge(self, queue: str, state: str, limit: int) -> int:
         return await self._write(_op_purge, queue, state, limit)
@@ -283,10 +275,11 @@ def _op_enqueue(conn: sqlite3.Connection, changes: list, tasks: Sequence[Task]) 
 
 
 def _op_lease(
-    conn: sqlite3.Connection, changes: list, queue: str, limit: int, worker: str, now: float,
-    paused: set[str],
+    conn: sqlite3.Connection, changes: list, queue: str, limit: int, worker: str, now: float
 ) -> list[Task]:
-    if queue in paused:  # paused while this lease waited in line
+    # The paused flag is read in the same transaction as the lease, so a
+    # pause or resume is never seen half-way (no cached copy to go stale).
+    if conn.execute("SELECT 1 FROM queues WHERE name = ? AND paused", (queue,)).fetchone():
         return []
     rows = conn.execute(
         f"UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
@@ -532,6 +525,10 @@ def _op_queues(conn: sqlite3.Connection, changes: list, only: str | None) -> lis
             info = infos[queue] = QueueInfo(name=queue, paused=False, counts=zero_counts())
         info.counts[state] = n
     return [infos[k] for k in sorted(infos)]
+
+
+def _op_paused(conn: sqlite3.Connection, changes: list) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM queues WHERE paused")}
 
 
 def _op_set_paused(conn: sqlite3.Connection, changes: list, name: str, paused: bool) -> None:
