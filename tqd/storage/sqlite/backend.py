@@ -78,13 +78,19 @@ class SqliteStorage(Storage):
         if self.exclusive:
             self._take_lock()
         loop = asyncio.get_running_loop()
+        wconn = None
         try:
             wconn = connect(self.path, synchronous=self.synchronous)
             migrate(wconn, self.path)
             rconn = connect(self.path, synchronous=self.synchronous, readonly=True)
-        except sqlite3.Error as err:
+        except BaseException as err:
+            # A refused open (also migrate's ConfigError) leaves nothing held.
+            if wconn is not None:
+                wconn.close()
             self._release_lock()
-            raise ConfigError(f"storage: cannot open SQLite file {self.path!r}: {err}") from None
+            if isinstance(err, sqlite3.Error):
+                raise ConfigError(f"storage: cannot open SQLite file {self.path!r}: {err}") from None
+            raise
         self._paused = {r[0] for r in wconn.execute("SELECT name FROM queues WHERE paused")}
         self._writer = Writer(wconn, loop, self._emit, self.max_group, "tqd-sqlite-writer")
         self._reader = Reader(rconn, loop, self._emit, 64, "tqd-sqlite-reader")
@@ -283,10 +289,12 @@ def _op_lease(
         f"UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
         f"lease_expires_at = ? + visibility_timeout, started_at = ?, worker = ? "
         f"WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
-        f"ORDER BY priority DESC, seq LIMIT ?) RETURNING {TASK_COLUMNS}",
+        f"ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}",
         (now, now, worker, queue, limit),
     ).fetchall()
-    tasks = [_task(r) for r in rows]
+    # RETURNING comes in no promised order; hand the tasks out in lease order.
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    tasks = [_task(r[2:]) for r in rows]
     changes.extend(Change(t.id, t.queue, t.name, "processing") for t in tasks)
     return tasks
 
