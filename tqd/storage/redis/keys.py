@@ -12,8 +12,10 @@ Layout (prefix ``tqd`` by default; ``Q`` is a queue name)::
     tqd:{q:Q}:t:<id>                HASH   one task, short field names (codec.py)
     tqd:{q:Q}:i:<idempotency key>   STRING -> task id, deleted with the task
     tqd:{q:Q}:xs                    SET    names of the live streams below
-    tqd:{q:Q}:x:pending:<prio>:<n>  ZSET   pending ids of priority prio, name n
-    tqd:{q:Q}:x:<state>:<n>         ZSET   ids in another state, name n
+    tqd:{q:Q}:x:<stream>            ZSET   the stream's directory of buckets
+    tqd:{q:Q}:x:<stream>/<bound>    ZSET   one bucket: up to 128 ids >= bound
+        where <stream> is pending:<prio>:<name> for pending tasks of one
+        priority and name, <state>:<name> for the other states
     tqd:{q:Q}:z:<state>             ZSET   id -> time, for every state but pending:
                                            run_at (scheduled), lease expiry
                                            (processing), finished_at (finished)
@@ -42,6 +44,11 @@ they are ordered by id, that is by creation time. A pending stream is at
 once the lease order (highest priority first, then the oldest id: FIFO) and
 a listing index; every listing (newest first) merges the streams that match
 its filters, so its cost grows with the page, not with the stored tasks.
+
+A stream is cut into buckets of at most 128 ids (a B-tree of two levels,
+scripts.py has the code), because Redis keeps a sorted set that small as a
+listpack: about 25 bytes per id instead of about 115 in a skiplist. That is
+what keeps a queued task near 210 bytes of Redis memory (tests measure it).
 """
 
 from __future__ import annotations

@@ -33,10 +33,10 @@ _PRELUDE = """
 local QP, QN, CHAN, ORIGIN = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local COUNTS = KEYS[1]
 local changes = {}
-local HISTORY = %(history)d
+local HISTORY = @HISTORY@
 
 local function tkey(id) return QP .. 't:' .. id end
-local function fmt(x) return string.format('%%.17g', x) end
+local function fmt(x) return string.format('%.17g', x) end
 
 local function note(id, name, state)
   changes[#changes + 1] = id
@@ -50,20 +50,95 @@ local function stream(state, prio, name)
   return state .. ':' .. name
 end
 
+-- A stream is a sorted list of ids (all scores 0: lex order = id order) cut
+-- into buckets of at most BUCKET ids, so each bucket stays a compact
+-- listpack (zset-max-listpack-entries is 128 by default). x:<s> is the
+-- directory: the lower bound of each bucket; bucket x:<s>/<bound> holds the
+-- ids from its bound up to the next bound.
+local BUCKET = 128
+
+local function xdir(s) return QP .. 'x:' .. s end
+local function xbucket(s, b) return QP .. 'x:' .. s .. '/' .. b end
+local function bucket_of(s, id)
+  return redis.call('ZREVRANGEBYLEX', xdir(s), '[' .. id, '-', 'LIMIT', 0, 1)[1]
+end
+
+local function stream_add(s, id)
+  local dir = xdir(s)
+  local b = bucket_of(s, id)
+  if not b then
+    b = id
+    redis.call('ZADD', dir, 0, b)
+    redis.call('SADD', QP .. 'xs', s)
+  end
+  local k = xbucket(s, b)
+  redis.call('ZADD', k, 0, id)
+  if redis.call('ZCARD', k) >= BUCKET then
+    -- a middle bucket splits in half; the last one hands on only its newest
+    -- id, so ids arriving in order fill every bucket
+    local moved
+    if redis.call('ZRANGEBYLEX', dir, '(' .. b, '+', 'LIMIT', 0, 1)[1] then
+      moved = redis.call('ZRANGE', k, BUCKET / 2, -1)
+    else
+      moved = redis.call('ZRANGE', k, -1, -1)
+    end
+    local args = {}
+    for _, m in ipairs(moved) do args[#args + 1] = 0; args[#args + 1] = m end
+    redis.call('ZADD', xbucket(s, moved[1]), unpack(args))
+    redis.call('ZREMRANGEBYRANK', k, -#moved, -1)
+    redis.call('ZADD', dir, 0, moved[1])
+  end
+end
+
+local function stream_rem(s, id)
+  local b = bucket_of(s, id)
+  if not b then return end
+  local k = xbucket(s, b)
+  redis.call('ZREM', k, id)
+  if redis.call('EXISTS', k) == 0 then
+    redis.call('ZREM', xdir(s), b)
+    if redis.call('EXISTS', xdir(s)) == 0 then redis.call('SREM', QP .. 'xs', s) end
+  end
+end
+
+-- the n oldest ids of a stream
+local function stream_first(s, n)
+  local out, from = {}, '-'
+  while #out < n do
+    local b = redis.call('ZRANGEBYLEX', xdir(s), from, '+', 'LIMIT', 0, 1)[1]
+    if not b then break end
+    for _, id in ipairs(redis.call('ZRANGE', xbucket(s, b), 0, n - #out - 1)) do out[#out + 1] = id end
+    from = '(' .. b
+  end
+  return out
+end
+
+-- the n newest ids of a stream below cursor (or from the newest when '')
+local function stream_below(s, cursor, n)
+  local out, hi = {}, '+'
+  if cursor ~= '' then hi = '(' .. cursor end
+  local bhi = hi
+  while #out < n do
+    local b = redis.call('ZREVRANGEBYLEX', xdir(s), bhi, '-', 'LIMIT', 0, 1)[1]
+    if not b then break end
+    for _, id in ipairs(redis.call('ZREVRANGEBYLEX', xbucket(s, b), hi, '-', 'LIMIT', 0, n - #out)) do
+      out[#out + 1] = id
+    end
+    bhi = '(' .. b
+  end
+  return out
+end
+
 -- the task leaves state st: out of its stream, time index and count
 local function leave(id, st, prio, name)
-  local k = QP .. 'x:' .. stream(st, prio, name)
-  redis.call('ZREM', k, id)
-  if redis.call('EXISTS', k) == 0 then redis.call('SREM', QP .. 'xs', stream(st, prio, name)) end
+  stream_rem(stream(st, prio, name), id)
   if st ~= 'pending' then redis.call('ZREM', QP .. 'z:' .. st, id) end
   redis.call('HINCRBY', COUNTS, st, -1)
 end
 
 -- the task enters state st (at: its time for the state's time index)
 local function enter(id, st, prio, name, at)
-  local s = stream(st, prio, name)
-  redis.call('ZADD', QP .. 'x:' .. s, 0, id)
-  redis.call('SADD', QP .. 'xs', s)
+  stream_add(stream(st, prio, name), id)
   if st ~= 'pending' then redis.call('ZADD', QP .. 'z:' .. st, at, id) end
   redis.call('HINCRBY', COUNTS, st, 1)
   note(id, name, st)
@@ -111,7 +186,7 @@ local function publish(event)
   redis.call('PUBLISH', CHAN, msg)
   return msg
 end
-""" % {"history": ERROR_HISTORY}
+""".replace("@HISTORY@", str(ERROR_HISTORY))
 
 
 def _queue_script(body: str) -> str:
@@ -191,7 +266,7 @@ for _, p in ipairs(prios) do
   if need <= 0 then break end
   local ids = {}
   for _, s in ipairs(groups[p]) do
-    for _, id in ipairs(redis.call('ZRANGE', QP .. 'x:' .. s, 0, need - 1)) do ids[#ids + 1] = id end
+    for _, id in ipairs(stream_first(s, need)) do ids[#ids + 1] = id end
   end
   if #groups[p] > 1 then table.sort(ids) end
   for j = 1, math.min(need, #ids) do picked[#picked + 1] = ids[j] end
@@ -415,7 +490,7 @@ if st == 'pending' then
   for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
     if #ids >= limit then break end
     if string.match(s, '^pending:') then
-      for _, id in ipairs(redis.call('ZRANGE', QP .. 'x:' .. s, 0, limit - #ids - 1)) do ids[#ids + 1] = id end
+      for _, id in ipairs(stream_first(s, limit - #ids)) do ids[#ids + 1] = id end
     end
   end
 elseif st ~= 'processing' then
@@ -449,15 +524,11 @@ return {#ids, publish()}
 # ARGV[8]  limit
 # Returns  up to limit ids, newest first
 LIST_IDS = _queue_script("""
-local hi = '+'
-if ARGV[7] ~= '' then hi = '(' .. ARGV[7] end
 local limit, ids = tonumber(ARGV[8]), {}
 for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
   local st, name = string.match(s, '^(%a+):'), string.match(s, ':([^:]+)$')
   if (ARGV[5] == '' or ARGV[5] == st) and (ARGV[6] == '' or ARGV[6] == name) then
-    for _, id in ipairs(redis.call('ZREVRANGEBYLEX', QP .. 'x:' .. s, hi, '-', 'LIMIT', 0, limit)) do
-      ids[#ids + 1] = id
-    end
+    for _, id in ipairs(stream_below(s, ARGV[7], limit)) do ids[#ids + 1] = id end
   end
 end
 table.sort(ids, function(a, b) return a > b end)
