@@ -16,7 +16,6 @@ token. The subscriber reconnects with capped backoff by itself.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import uuid
@@ -25,23 +24,11 @@ from typing import Any
 
 import msgspec
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    ConnectionError,
-    NoScriptError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TimeoutError,
-)
+from redis.exceptions import AuthenticationError, ResponseError
 
 from tqd.errors import BadRequest, ConfigError, Conflict, NotFound, StorageUnavailable
 from tqd.ids import is_valid_id
 from tqd.models import (
-    STATES,
     Change,
     Outcome,
     QueueChange,
@@ -52,15 +39,15 @@ from tqd.models import (
     zero_counts,
 )
 from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
-from tqd.storage.redis import scripts
+from tqd.storage.redis.client import DOWN, ScriptClient, StateConflict, connect, guarded, safe_url
 from tqd.storage.redis.codec import decode_event, decode_task, pairs, task_fields
 from tqd.storage.redis.events import Subscriber
 from tqd.storage.redis.keys import DEFAULT_PREFIX, Keys, token_queue
 
 log = logging.getLogger("tqd.storage.redis")
 
-_DOWN = (ConnectionError, TimeoutError, OSError)
-_SHAS = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in scripts.ALL.items()}
+#: Scripts that change nothing anyone listens to: they return no message.
+_QUIET = frozenset({"LIST_IDS", "EXTEND"})
 _KIND = {"complete": b"c", "fail": b"f", "release": b"r"}
 
 
@@ -116,6 +103,7 @@ class RedisStorage(Storage):
         self._connect_timeout = connect_timeout
         self._given = client
         self._r: Any = None
+        self._scripts: ScriptClient | None = None
         self._sub: Subscriber | None = None
         self._sub_client: Any = None
         self._origin = uuid.uuid4().hex[:16]
@@ -128,16 +116,14 @@ class RedisStorage(Storage):
     def _client(self, *, blocking: bool) -> Any:
         if self._given is not None:
             return self._given
-        kwargs: dict[str, Any] = {
-            "socket_connect_timeout": self._connect_timeout,
-            "socket_timeout": None if blocking else self._socket_timeout,
-            "socket_keepalive": True,
-            "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 1, (ConnectionError,)),
-            "health_check_interval": 15 if blocking else 0,
-        }
-        if self.url.startswith("rediss://"):
-            kwargs.update(self._ssl)
-        return Redis.from_url(self.url, **kwargs)
+        return connect(
+            self.url,
+            connect_timeout=self._connect_timeout,
+            # the subscriber's reads wait for messages as long as it takes
+            socket_timeout=None if blocking else self._socket_timeout,
+            ssl=self._ssl,
+            health_check_interval=15 if blocking else 0,
+        )
 
     async def open(self) -> None:
         self._r = self._client(blocking=False)
@@ -145,19 +131,21 @@ class RedisStorage(Storage):
             info = await self._r.info("server")
         except AuthenticationError as err:
             raise ConfigError(f"storage: Redis refused the credentials: {err}") from None
-        except _DOWN as err:
+        except DOWN as err:
             await self._r.aclose()
             raise StorageUnavailable(f"storage: cannot reach Redis: {err}") from None
         except ResponseError:  # a stand-in such as fakeredis, or INFO renamed away
             info = {}
         self.server_version = str(info.get("valkey_version") or info.get("redis_version") or "?")
-        log.info("storage: Redis %s at %s", self.server_version, _safe_url(self.url))
+        log.info("storage: Redis %s at %s", self.server_version, safe_url(self.url))
         await self._check_eviction()
-        await self._guarded(self._load_scripts())
+        major = self.server_version.split(".")[0]
+        self._scripts = ScriptClient(self._r, shebang=major.isdigit() and int(major) >= 7)
+        await self._scripts.load()
         sub_client = self._given if self._given is not None else self._client(blocking=True)
         self._sub_client = sub_client
         self._sub = Subscriber(sub_client, self.keys.events, self._on_event, self._resync)
-        if not await self._sub.start(timeout=self._connect_timeout + self._socket_timeout):
+        if not await self._sub.start(wait=self._connect_timeout + self._socket_timeout):
             await self.close()
             raise StorageUnavailable("storage: cannot subscribe to Redis events")
 
@@ -187,10 +175,10 @@ class RedisStorage(Storage):
                 await self._sub_client.aclose()
         if self._r is not None and self._r is not self._given:
             await self._r.aclose()
-        self._r = None
+        self._r = self._scripts = None
 
     async def ping(self) -> None:
-        await self._guarded(self._redis().ping())
+        await guarded(self._redis().ping())
 
     # -- plumbing -----------------------------------------------------------
 
@@ -198,21 +186,6 @@ class RedisStorage(Storage):
         if self._r is None:
             raise StorageUnavailable("storage: the Redis store is not open")
         return self._r
-
-    async def _guarded(self, awaitable: Any) -> Any:
-        """Await a Redis call, translating failures into tqd errors."""
-        try:
-            return await awaitable
-        except _DOWN as err:
-            raise StorageUnavailable(f"storage: Redis is unavailable: {err}") from None
-        except ResponseError as err:
-            raise _translate(err) from None
-
-    async def _load_scripts(self) -> None:
-        pipe = self._redis().pipeline(transaction=False)
-        for src in scripts.ALL.values():
-            pipe.script_load(src)
-        await pipe.execute()
 
     def _qargs(self, queue: str, args: Sequence[Any]) -> list[Any]:
         return [self.keys.queue_prefix(queue), queue, self.keys.events, self._origin, *args]
@@ -227,39 +200,19 @@ class RedisStorage(Storage):
         """Run queue scripts ``(name, queue, args)`` in one round trip.
 
         ``register`` names queues to add to the registry first. Emits the
-        changes the scripts report. Raises the first failure.
+        changes the scripts report, once all of them ran.
         """
-        r = self._redis()
-        results: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for attempt in (1, 2):
-            pipe = r.pipeline(transaction=transaction)
-            if register and attempt == 1:
-                pipe.sadd(self.keys.queues, *register)
-            for i in todo:
-                name, queue, args = calls[i]
-                pipe.evalsha(_SHAS[name], 1, self.keys.counts(queue), *self._qargs(queue, args))
-            out = await self._guarded(pipe.execute(raise_on_error=False))
-            if register and attempt == 1:
-                out = out[1:]
-            missing = []
-            for i, res in zip(todo, out, strict=True):
-                if isinstance(res, NoScriptError):
-                    missing.append(i)
-                else:
-                    results[i] = res
-            if not missing:
-                break
-            await self._guarded(self._load_scripts())
-            todo = missing
-        if register:
-            self._known_queues.update(register)
-        for res in results:
-            if isinstance(res, Exception):
-                raise _translate(res) if isinstance(res, ResponseError) else res
+        if self._scripts is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        results = await self._scripts.run(
+            [(n, [self.keys.counts(q)], self._qargs(q, a)) for n, q, a in calls],
+            transaction=transaction,
+            before=[("SADD", [self.keys.queues, *register])] if register else (),
+        )
+        self._known_queues.update(register)
         changes: list[Change | QueueChange] = []
-        for res in results:
-            if isinstance(res, list) and len(res) == 2 and res[1]:
+        for (name, _, _), res in zip(calls, results, strict=True):
+            if name not in _QUIET and res[1]:
                 changes.extend(decode_event(res[1])[1])
         self._emit(changes)
         return results
@@ -281,7 +234,7 @@ class RedisStorage(Storage):
         )
 
     async def _queue_names(self) -> list[str]:
-        names = await self._guarded(self._redis().smembers(self.keys.queues))
+        names = await guarded(self._redis().smembers(self.keys.queues))
         return sorted(n.decode() for n in names)
 
     async def _counts(self, names: Sequence[str]) -> dict[str, tuple[dict[str, int], bool]]:
@@ -289,7 +242,7 @@ class RedisStorage(Storage):
         for q in names:
             pipe.hgetall(self.keys.counts(q))
             pipe.exists(self.keys.paused(q))
-        out = await self._guarded(pipe.execute())
+        out = await guarded(pipe.execute())
         result = {}
         for i, q in enumerate(names):
             counts = zero_counts()
@@ -303,7 +256,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.hgetall(self.keys.task(q, task_id))
-        found = await self._guarded(pipe.execute())
+        found = await guarded(pipe.execute())
         for q, fields in zip(names, found, strict=True):
             if fields:
                 return q, fields
@@ -326,7 +279,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.zcount(self.keys.time_index(q, index), "-inf", high)
-        counts = await self._guarded(pipe.execute())
+        counts = await guarded(pipe.execute())
         calls = []
         left = limit
         for q, n in zip(names, counts, strict=True):
@@ -451,7 +404,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.zrange(self.keys.scheduled(q), 0, 0, withscores=True)
-        firsts = [found[0][1] for found in await self._guarded(pipe.execute()) if found]
+        firsts = [found[0][1] for found in await guarded(pipe.execute()) if found]
         return min(firsts) if firsts else None
 
     async def _expire_finished(self, state: str, before: float, limit: int) -> int:
@@ -474,15 +427,8 @@ class RedisStorage(Storage):
                 raise BadRequest("cursor: not a cursor returned by this API")
             cursor = cursor.upper()
         names = [queue] if queue is not None else await self._queue_names()
-        pipe = self._redis().pipeline(transaction=False)
-        for q in names:
-            args = self._qargs(q, [state or "", name or "", cursor or "", limit + 1])
-            pipe.evalsha(_SHAS["LIST_IDS"], 1, self.keys.counts(q), *args)
-        try:
-            found = await self._guarded(pipe.execute())
-        except NoScriptError:
-            await self._guarded(self._load_scripts())
-            return await self._list(state, queue, name, limit, cursor)
+        args = [state or "", name or "", cursor or "", limit + 1]
+        found = await self._run([("LIST_IDS", q, args) for q in names])
         merged = sorted(
             ((i.decode(), q) for q, ids in zip(names, found, strict=True) for i in ids), reverse=True
         )[: limit + 1]
@@ -490,7 +436,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for task_id, q in page:
             pipe.hgetall(self.keys.task(q, task_id))
-        bodies = await self._guarded(pipe.execute())
+        bodies = await guarded(pipe.execute())
         tasks = [decode_task(i, q, f) for (i, q), f in zip(page, bodies, strict=True) if f]
         return Page(tasks, page[-1][0] if len(merged) > limit else None)
 
@@ -502,7 +448,7 @@ class RedisStorage(Storage):
             return queue, await self._run1(script, queue, task_id, *args)
         except NotFound:
             raise NotFound(f"no task with id {task_id!r}") from None
-        except _StateConflict as err:
+        except StateConflict as err:
             raise Conflict(_CONFLICTS[script].format(id=task_id, state=err.state)) from None
 
     async def _cancel(self, task_id: str, now: float) -> Task:
@@ -520,14 +466,14 @@ class RedisStorage(Storage):
 
     async def declare_queues(self, names: Sequence[str]) -> None:
         if names:
-            await self._guarded(self._redis().sadd(self.keys.queues, *names))
+            await guarded(self._redis().sadd(self.keys.queues, *names))
 
     async def queues(self) -> list[QueueInfo]:
         counts = await self._counts(await self._queue_names())
         return [QueueInfo(name=q, paused=p, counts=c) for q, (c, p) in counts.items()]
 
     async def _queue(self, name: str) -> QueueInfo | None:
-        if not await self._guarded(self._redis().sismember(self.keys.queues, name)):
+        if not await guarded(self._redis().sismember(self.keys.queues, name)):
             return None
         counts, paused = (await self._counts([name]))[name]
         return QueueInfo(name=name, paused=paused, counts=counts)
@@ -548,34 +494,25 @@ class RedisStorage(Storage):
     # -- processes ----------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo, ttl: float, now: float) -> None:
-        sha = _SHAS["WORKER_REGISTER"]
-        keys = (self.keys.workers_exp, self.keys.workers_info)
-        args = (info.id, msgspec.json.encode(info), _num(now + ttl), _num(now))
-        try:
-            await self._guarded(self._redis().evalsha(sha, 2, *keys, *args))
-        except NoScriptError:
-            await self._guarded(self._load_scripts())
-            await self._guarded(self._redis().evalsha(sha, 2, *keys, *args))
+        if self._scripts is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        keys = [self.keys.workers_exp, self.keys.workers_info]
+        args = [info.id, msgspec.json.encode(info), _num(now + ttl), _num(now)]
+        await self._scripts.run([("WORKER_REGISTER", keys, args)])
 
     async def unregister_worker(self, worker_id: str) -> None:
         pipe = self._redis().pipeline(transaction=True)
         pipe.zrem(self.keys.workers_exp, worker_id)
         pipe.hdel(self.keys.workers_info, worker_id)
-        await self._guarded(pipe.execute())
+        await guarded(pipe.execute())
 
     async def workers(self, now: float) -> list[WorkerInfo]:
         r = self._redis()
-        ids = await self._guarded(r.zrangebyscore(self.keys.workers_exp, f"({_num(now)}", "+inf"))
+        ids = await guarded(r.zrangebyscore(self.keys.workers_exp, f"({_num(now)}", "+inf"))
         if not ids:
             return []
-        infos = await self._guarded(r.hmget(self.keys.workers_info, sorted(ids)))
+        infos = await guarded(r.hmget(self.keys.workers_info, sorted(ids)))
         return [msgspec.json.decode(i, type=WorkerInfo) for i in infos if i is not None]
-
-
-class _StateConflict(Exception):
-    def __init__(self, state: str) -> None:
-        super().__init__(state)
-        self.state = state
 
 
 _CONFLICTS = {
@@ -583,28 +520,3 @@ _CONFLICTS = {
     "RETRY": "task {id} is {state}; only failed or cancelled tasks can be retried",
     "DELETE": "task {id} is {state}; cancel it first or wait until it ends",
 }
-
-
-def _translate(err: ResponseError) -> Exception:
-    """A tqd error for a script's error reply or a server refusal."""
-    text = str(err)
-    if "TQD_NOT_FOUND" in text:
-        return NotFound("no such task")
-    if "TQD_CONFLICT" in text:
-        state = text.split("TQD_CONFLICT", 1)[1].split()[0]
-        return _StateConflict(state if state in STATES else "in another state")
-    if "TQD_DUPLICATE_ID" in text:
-        return Conflict("a task with this id already exists; enqueue again")
-    if isinstance(err, ReadOnlyError) or text.startswith(("OOM", "LOADING", "MASTERDOWN", "BUSY")):
-        return StorageUnavailable(f"storage: Redis refused the write: {text}")
-    return err
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{'***@' if at else ''}{host}" if sep else url
-
-
-__all__ = ["RedisStorage"]

@@ -53,11 +53,11 @@ class Subscriber:
         #: How many times the subscription came back after a drop.
         self.resyncs = 0
 
-    async def start(self, timeout: float) -> bool:
+    async def start(self, wait: float) -> bool:
         """Start listening; return whether the first SUBSCRIBE succeeded in time."""
         self._task = asyncio.create_task(self._run(), name="tqd-redis-events")
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            await asyncio.wait_for(self._ready.wait(), wait)
         except TimeoutError:
             return False
         return True
