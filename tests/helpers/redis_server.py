@@ -36,7 +36,7 @@ def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -44,9 +44,13 @@ def _answers_ping(port: int) -> bool:
 class RedisServer:
     """One redis-server process; can be stopped and started again on its port."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
+        #: More redis-server arguments, such as ("--cluster-enabled", "yes").
+        self.extra = extra
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -59,13 +63,12 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
-        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 (the process keeps it)
+        log = open(self.directory / "redis.log", "ab")  # the process keeps its own copy
+        # no persistence, loopback only, and never evicting (tests count keys)
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+        args += ["no", "--dir", str(self.directory), "--maxmemory-policy", "noeviction"]
         self.proc = subprocess.Popen(
-            [
-                binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
-                "--maxmemory-policy", "noeviction",
-            ],  # fmt: skip
+            [binary, *args, *self.extra],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -92,18 +95,24 @@ class RedisServer:
         self.start()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this test session (see the module docstring)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+def start_server(directory: Path, extra: tuple[str, ...] = ()) -> RedisServer:
+    """A started RedisServer on a free port (tries another port if one was taken)."""
+    server = RedisServer(directory, extra=extra)
     for attempt in range(3):  # the free port may be taken before the server binds it
         try:
             server.start()
-            break
+            return server
         except RuntimeError:
             if attempt == 2:
                 raise
             server.port = free_port()
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this test session (see the module docstring)."""
+    server = start_server(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.redis_server import redis_prefix, redis_server  # noqa: F401
 from tqd.clock import FakeClock
 from tqd.models import Change, QueueChange
 from tqd.storage.base import Storage
 from tqd.storage.redis import RedisStorage
 from tqd.storage.sqlite import SqliteStorage
-from tests.helpers.redis_server import redis_prefix, redis_server  # noqa: F401
 
 from .helpers import TaskMaker
 

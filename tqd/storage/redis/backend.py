@@ -122,7 +122,7 @@ class RedisStorage(Storage):
             # the subscriber's reads wait for messages as long as it takes
             socket_timeout=None if blocking else self._socket_timeout,
             ssl=self._ssl,
-            health_check_interval=15 if blocking else 0,
+            subscriber=blocking,
         )
 
     async def open(self) -> None:
@@ -317,7 +317,9 @@ class RedisStorage(Storage):
                 elif len(item) == 1:
                     out[i] = EnqueueResult(by_id[item[0].decode()], False)
                 else:
-                    out[i] = EnqueueResult(decode_task(item[0].decode(), queue, pairs(item[1:])), False)
+                    out[i] = EnqueueResult(
+                        decode_task(item[0].decode(), queue, pairs(item[1:])), False
+                    )
         return out  # type: ignore[return-value]
 
     async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
@@ -430,7 +432,8 @@ class RedisStorage(Storage):
         args = [state or "", name or "", cursor or "", limit + 1]
         found = await self._run([("LIST_IDS", q, args) for q in names])
         merged = sorted(
-            ((i.decode(), q) for q, ids in zip(names, found, strict=True) for i in ids), reverse=True
+            ((i.decode(), q) for q, ids in zip(names, found, strict=True) for i in ids),
+            reverse=True,
         )[: limit + 1]
         page = merged[:limit]
         pipe = self._redis().pipeline(transaction=False)

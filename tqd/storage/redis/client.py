@@ -39,16 +39,27 @@ def connect(
     connect_timeout: float,
     socket_timeout: float | None,
     ssl: dict[str, str],
-    health_check_interval: int = 0,
+    subscriber: bool = False,
 ) -> Redis:
-    """A client for ``url`` (redis://, rediss://, unix://); connects lazily."""
+    """A client for ``url`` (redis://, rediss://, unix://); connects lazily.
+
+    A ``subscriber`` client never retries by itself: redis-py would
+    reconnect and resubscribe silently, hiding the gap in which messages
+    were lost; the Subscriber reconnects and resyncs instead.
+    """
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout,
         "socket_timeout": socket_timeout,
-        "socket_keepalive": True,
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 1, (ConnectionError,)),
-        "health_check_interval": health_check_interval,
+        "retry": Retry(
+            ExponentialWithJitterBackoff(base=0.01, cap=0.2),
+            0 if subscriber else 1,
+            (ConnectionError,),
+        ),
+        # the subscriber's long reads check the connection every so often
+        "health_check_interval": 15 if subscriber else 0,
     }
+    if not url.startswith("unix://"):
+        kwargs["socket_keepalive"] = True
     if url.startswith("rediss://"):
         kwargs.update(ssl)
     return Redis.from_url(url, **kwargs)
