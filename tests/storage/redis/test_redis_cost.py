@@ -31,8 +31,6 @@ async def test_enqueue_lease_and_settle_are_one_round_trip_per_batch(opened, raw
     clock = FakeClock()
     make = TaskMaker(clock)
     s = await opened()
-    await s.enqueue([make()])  # the first enqueue to a queue also registers it
-
     scripts = await _evalsha_calls(raw)
     before = round_trips[0]
     await put(s, *make.many(500))
@@ -57,7 +55,7 @@ async def test_a_batch_over_several_queues_is_still_one_round_trip(opened, round
 
 async def test_a_queued_task_takes_at_most_250_bytes(opened, raw):
     """INFO used_memory before and after 20,000 tasks with an empty payload
-    (scripts/redis_memory.py measures 100,000 the same way)."""
+    (python -m tests.storage.redis.measure_memory measures 100,000)."""
     clock = FakeClock()
     make = TaskMaker(clock)
     s = await opened()

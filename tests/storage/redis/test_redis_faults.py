@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.helpers.redis_server import start_server
+from tests.helpers.redis_server import free_port, start_server
 from tests.storage.helpers import TaskMaker, put
 from tqd.clock import FakeClock
 from tqd.errors import ConfigError, StorageUnavailable
@@ -122,5 +124,42 @@ async def test_a_password_in_the_url_is_used_and_never_logged(tmp_path, caplog):
         await s.ping()
         await s.close()
         assert "s3cret" not in caplog.text
+    finally:
+        server.stop()
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_a_rediss_url_with_ca_and_client_certificate(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    tls_port = free_port()
+    server = start_server(
+        tmp_path,
+        ("--tls-port", str(tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+         "--tls-ca-cert-file", cert, "--tls-auth-clients", "yes"),
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{tls_port}/0"
+    try:
+        with pytest.raises((StorageUnavailable, ConfigError)):
+            await RedisStorage(url, ssl_ca_certs=cert, connect_timeout=1).open()
+        s = RedisStorage(url, prefix="tls", ssl_ca_certs=cert, ssl_certfile=cert, ssl_keyfile=key)
+        await s.open()
+        try:
+            task = (await put(s, TaskMaker(FakeClock())()))[0]
+            assert (await s.get(task.id)).id == task.id
+        finally:
+            await s.close()
     finally:
         server.stop()

@@ -12,6 +12,20 @@ server closed, as after a restart), never after a timeout; if the server
 dies after running a script but before answering, that one retry can run it
 again: an enqueue then reports a duplicate id, a settle reports a stale
 token. The subscriber reconnects with capped backoff by itself.
+
+Differences from the SQLite store, none of which the contract promises
+either way:
+
+* FIFO among equal priorities and listing order follow task ids (creation
+  time, to the millisecond across processes) rather than insertion order.
+* Idempotency keys and task ids are unique per queue (their records live in
+  the queue's hash slot); tqd's ids never collide across queues in practice.
+* An enqueue batch that spans queues is one MULTI/EXEC: atomic on one Redis,
+  but Redis Cluster refuses it (CROSSSLOT), and a duplicate id in one queue
+  (practically impossible) leaves the other queues' part stored.
+* Changes published while this process was not subscribed are lost; after
+  resubscribing it emits ``Change("", queue, "", "pending")`` for every
+  queue holding pending tasks, so waiting workers look again.
 """
 
 from __future__ import annotations
@@ -107,7 +121,6 @@ class RedisStorage(Storage):
         self._sub: Subscriber | None = None
         self._sub_client: Any = None
         self._origin = uuid.uuid4().hex[:16]
-        self._known_queues: set[str] = set()
         #: The Redis server version, once open.
         self.server_version = ""
 
@@ -209,7 +222,6 @@ class RedisStorage(Storage):
             transaction=transaction,
             before=[("SADD", [self.keys.queues, *register])] if register else (),
         )
-        self._known_queues.update(register)
         changes: list[Change | QueueChange] = []
         for (name, _, _), res in zip(calls, results, strict=True):
             if name not in _QUIET and res[1]:
@@ -227,7 +239,6 @@ class RedisStorage(Storage):
 
     async def _resync(self) -> None:
         """After the subscription came back: wake whoever waits on a queue with work."""
-        self._known_queues.clear()
         counts = await self._counts(await self._queue_names())
         self._emit(
             [Change("", q, "", "pending") for q, (c, _) in counts.items() if c.get("pending")]
@@ -306,8 +317,10 @@ class RedisStorage(Storage):
                 args += [t.id, t.idempotency_key or "", t.state, t.name, str(t.priority)]
                 args += [_index_time(t), len(fields) // 2, *fields]
             calls.append(("ENQUEUE", queue, args))
-        new = [q for q in groups if q not in self._known_queues]
-        results = await self._run(calls, transaction=len(calls) > 1, register=new)
+        # The registry is written with every batch (an O(1) SADD in the same
+        # round trip) rather than once per process: after a Redis restart
+        # that lost it, the next enqueue puts it back.
+        results = await self._run(calls, transaction=len(calls) > 1, register=list(groups))
         out: list[EnqueueResult | None] = [None] * len(tasks)
         by_id = {t.id: t for t in tasks}
         for (queue, idxs), (items, _) in zip(groups.items(), results, strict=True):
