@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tqd.errors import TqdError
+
 log = logging.getLogger("tqd.storage.redis")
 
 #: How long one read waits for a message before the next read checks that
@@ -85,7 +87,8 @@ class Subscriber:
                 self._ready.set()
                 delay = BACKOFF_FIRST
                 await self._read(pubsub)
-            except (RedisError, OSError) as err:
+            except (RedisError, OSError, TqdError) as err:
+                # TqdError: the resync's reads translated a Redis failure
                 if self.connected or not dropped:
                     log.warning("storage: Redis event subscription lost (%s); reconnecting", err)
                 self.connected = False

@@ -48,7 +48,7 @@ its filters, so its cost grows with the page, not with the stored tasks.
 A stream is cut into buckets of at most 128 ids (a B-tree of two levels,
 scripts.py has the code), because Redis keeps a sorted set that small as a
 listpack: about 25 bytes per id instead of about 115 in a skiplist. That is
-what keeps a queued task near 210 bytes of Redis memory (tests measure it).
+what keeps a queued task near 215 bytes of Redis memory (tests measure it).
 """
 
 from __future__ import annotations
