@@ -110,6 +110,20 @@ class SqliteConfig(_Section):
     max_group: Count = 2000
 
 
+class RedisConfig(_Section):
+    """``[redis]``: the shared store, used when ``storage`` is a redis URL."""
+
+    #: First part of every key name; several tqd clusters can share one Redis.
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] = "tqd"
+    #: Refuse to start when Redis may evict keys (maxmemory-policy is not
+    #: noeviction) instead of only warning.
+    refuse_eviction: bool = False
+    #: TLS files for rediss:// URLs (None: the system's CA store, no client cert).
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+
 class RolesConfig(_Section):
     """``[roles]``: how often the background roles run."""
 
@@ -151,6 +165,7 @@ class Config(_Section):
     defaults: TaskDefaults = TaskDefaults()
     worker: WorkerConfig = WorkerConfig()
     sqlite: SqliteConfig = SqliteConfig()
+    redis: RedisConfig = RedisConfig()
     roles: RolesConfig = RolesConfig()
     retention: RetentionConfig = RetentionConfig()
     api: ApiConfig = ApiConfig()
@@ -348,7 +363,17 @@ def _check_storage_url(url: str, where: str) -> None:
         if not rest:
             raise ConfigError(f"{where}: the sqlite URL names no file")
         return
-    raise ConfigError(f"{where}: unsupported storage scheme {scheme!r} (supported: sqlite)")
+    if scheme in REDIS_SCHEMES:
+        if not rest.strip("/"):
+            raise ConfigError(f"{where}: the {scheme} URL names no host or socket")
+        return
+    raise ConfigError(
+        f"{where}: unsupported storage scheme {scheme!r} (supported: sqlite, redis, rediss, unix)"
+    )
+
+
+#: URL schemes of the Redis store: TCP, TCP with TLS, a Unix socket.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def sqlite_path(url: str) -> str:

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.redis_server import redis_prefix, redis_server  # noqa: F401
 from tqd.clock import FakeClock
 from tqd.models import Change, QueueChange
 from tqd.storage.base import Storage
+from tqd.storage.redis import RedisStorage
 from tqd.storage.sqlite import SqliteStorage
 
 from .helpers import TaskMaker
@@ -33,9 +35,29 @@ def _sqlite(request: pytest.FixtureRequest) -> StorageMaker:
     return lambda: SqliteStorage(path)
 
 
+def _fakeredis(request: pytest.FixtureRequest) -> StorageMaker:
+    import fakeredis
+
+    # One fake server per test; every handle gets its own client on it, as
+    # processes get their own connections to one Redis.
+    server = fakeredis.FakeServer()
+    return lambda: RedisStorage(
+        "redis://fakeredis", client=fakeredis.FakeAsyncRedis(server=server)
+    )
+
+
+def _redis(request: pytest.FixtureRequest) -> StorageMaker:
+    # The session's redis-server; a fresh key prefix stands for a fresh store.
+    url = request.getfixturevalue("redis_server").url
+    prefix = request.getfixturevalue("redis_prefix")
+    return lambda: RedisStorage(url, prefix=prefix)
+
+
 #: Backends under test, by the name shown in test ids.
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], StorageMaker]] = {
     "sqlite": _sqlite,
+    "fakeredis": _fakeredis,
+    "redis": _redis,
 }
 
 

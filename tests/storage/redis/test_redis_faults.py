@@ -1,0 +1,165 @@
+"""A Redis that goes away, stalls, comes back or may evict."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.helpers.redis_server import free_port, start_server
+from tests.storage.helpers import TaskMaker, put
+from tqd.clock import FakeClock
+from tqd.errors import ConfigError, StorageUnavailable
+from tqd.models import Change
+from tqd.storage.redis import RedisStorage
+
+from .waiting import Heard, eventually
+
+
+async def test_a_dead_server_is_unavailable_at_once_and_a_restarted_one_is_used_again(
+    own_redis, opened
+):
+    clock = FakeClock()
+    make = TaskMaker(clock)
+    s = await opened(own_redis.url)
+    heard = Heard(s)
+    await put(s, make())
+    own_redis.stop()
+    for attempt in (s.ping(), s.enqueue([make()]), s.lease("q", 10, "w", clock.now()), s.queues()):
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            await attempt
+        assert time.monotonic() - started < 1.0
+    own_redis.start()  # same port, empty (no persistence in tests)
+
+    async def answers() -> bool:
+        try:
+            await s.ping()
+        except StorageUnavailable:
+            return False
+        return True
+
+    await eventually(answers)
+    # scripts are loaded again after NOSCRIPT, and the subscription is back
+    task = (await put(s, make(queue="after")))[0]
+    assert (await s.get(task.id)).queue == "after"
+
+    async def resubscribed() -> bool:
+        return s._sub.connected and s._sub.resyncs == 1
+
+    await eventually(resubscribed)
+    other = await opened(own_redis.url)
+    await put(other, make(name="marker"))
+    await heard.until(lambda ch: any(c.name == "marker" for c in ch))
+
+
+async def test_a_stalled_server_times_out_instead_of_hanging(own_redis, opened):
+    s = await opened(own_redis.url, socket_timeout=0.3, connect_timeout=0.3)
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            await s.ping()
+        assert time.monotonic() - started < 2.0
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+
+
+async def test_open_refuses_an_unreachable_server(own_redis):
+    url = own_redis.url
+    own_redis.stop()
+    with pytest.raises(StorageUnavailable):
+        await RedisStorage(url, connect_timeout=0.5).open()
+
+
+async def test_an_evicting_server_is_warned_about_or_refused(own_redis, opened, caplog):
+    client = Redis.from_url(own_redis.url)
+    await client.config_set("maxmemory-policy", "allkeys-lru")
+    await client.aclose()
+    with caplog.at_level(logging.WARNING, logger="tqd.storage.redis"):
+        await opened(own_redis.url)
+    assert "allkeys-lru" in caplog.text
+    with pytest.raises(ConfigError, match="noeviction"):
+        await RedisStorage(own_redis.url, refuse_eviction=True).open()
+
+
+async def test_open_logs_the_server_version(opened, caplog):
+    with caplog.at_level(logging.INFO, logger="tqd.storage.redis"):
+        s = await opened()
+    assert s.server_version[0].isdigit()
+    assert f"Redis {s.server_version}" in caplog.text
+
+
+async def test_a_unix_socket_url(tmp_path):
+    sock = tmp_path / "r.sock"
+    server = start_server(tmp_path, ("--unixsocket", str(sock), "--unixsocketperm", "700"))
+    s = RedisStorage(f"unix://{sock}", prefix="u")
+    try:
+        await s.open()
+        clock = FakeClock()
+        heard = Heard(s)
+        task = (await put(s, TaskMaker(clock)()))[0]
+        assert (await s.get(task.id)).id == task.id
+        assert heard.changes == [Change(task.id, "q", "job", "pending")]
+    finally:
+        await s.close()
+        server.stop()
+
+
+async def test_a_password_in_the_url_is_used_and_never_logged(tmp_path, caplog):
+    server = start_server(tmp_path, ("--requirepass", "s3cret"))
+    host = f"127.0.0.1:{server.port}"
+    try:
+        with pytest.raises(ConfigError):
+            await RedisStorage(f"redis://:wrong@{host}/0").open()
+        s = RedisStorage(f"redis://:s3cret@{host}/0", prefix="p")
+        with caplog.at_level(logging.INFO, logger="tqd.storage.redis"):
+            await s.open()
+        await s.ping()
+        await s.close()
+        assert "s3cret" not in caplog.text
+    finally:
+        server.stop()
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_a_rediss_url_with_ca_and_client_certificate(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    tls_port = free_port()
+    server = start_server(
+        tmp_path,
+        ("--tls-port", str(tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+         "--tls-ca-cert-file", cert, "--tls-auth-clients", "yes"),
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{tls_port}/0"
+    try:
+        with pytest.raises((StorageUnavailable, ConfigError)):
+            await RedisStorage(url, ssl_ca_certs=cert, connect_timeout=1).open()
+        s = RedisStorage(url, prefix="tls", ssl_ca_certs=cert, ssl_certfile=cert, ssl_keyfile=key)
+        await s.open()
+        try:
+            task = (await put(s, TaskMaker(FakeClock())()))[0]
+            assert (await s.get(task.id)).id == task.id
+        finally:
+            await s.close()
+    finally:
+        server.stop()

@@ -1,0 +1,538 @@
+"""The shared store: Redis 7 or Valkey, for several tqd processes at once.
+
+Every operation is one Lua script per queue (scripts.py) over the keys of
+keys.py, sent as one round trip even when it spans queues (a pipeline; a
+MULTI/EXEC for an enqueue batch over several queues). Change events come
+back from each script for this process and reach the others by pub/sub
+(events.py).
+
+Failures: connection errors and timeouts raise StorageUnavailable at once.
+A command is retried once after a ConnectionError (a pooled connection the
+server closed, as after a restart), never after a timeout; if the server
+dies after running a script but before answering, that one retry can run it
+again: an enqueue then reports a duplicate id, a settle reports a stale
+token. The subscriber reconnects with capped backoff by itself.
+
+Differences from the SQLite store, none of which the contract promises
+either way:
+
+* FIFO among equal priorities and listing order follow task ids (creation
+  time, to the millisecond across processes) rather than insertion order.
+* Idempotency keys and task ids are unique per queue (their records live in
+  the queue's hash slot); tqd's ids never collide across queues in practice.
+* An enqueue batch that spans queues is one MULTI/EXEC: atomic on one Redis,
+  but Redis Cluster refuses it (CROSSSLOT), and a duplicate id in one queue
+  (practically impossible) leaves the other queues' part stored.
+* Changes published while this process was not subscribed are lost; after
+  resubscribing it emits ``Change("", queue, "", "pending")`` for every
+  queue holding pending tasks, so waiting workers look again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import orjson
+from redis.exceptions import AuthenticationError, ResponseError
+
+from tqd.errors import BadRequest, ConfigError, Conflict, NotFound, StorageUnavailable
+from tqd.ids import is_valid_id
+from tqd.models import (
+    Change,
+    Outcome,
+    QueueChange,
+    QueueInfo,
+    Task,
+    WorkerInfo,
+    rfc3339,
+    zero_counts,
+)
+from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
+from tqd.storage.redis.client import DOWN, ScriptClient, StateConflict, connect, guarded, safe_url
+from tqd.storage.redis.codec import decode_event, decode_task, pairs, task_fields
+from tqd.storage.redis.events import Subscriber
+from tqd.storage.redis.keys import DEFAULT_PREFIX, Keys, token_queue
+
+log = logging.getLogger("tqd.storage.redis")
+
+#: Scripts that change nothing anyone listens to: they return no message.
+_QUIET = frozenset({"LIST_IDS", "EXTEND"})
+_KIND = {"complete": b"c", "fail": b"f", "release": b"r"}
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _index_time(t: Task) -> str:
+    """The score of a new task in its state's time index ('' when pending)."""
+    at = {
+        "scheduled": t.run_at if t.run_at is not None else t.created_at,
+        "processing": t.lease_expires_at,
+        "pending": None,
+    }.get(t.state, t.finished_at)
+    return "" if at is None else _num(at)
+
+
+class RedisStorage(Storage):
+    """The Storage contract on Redis (see the module docstring and keys.py)."""
+
+    kind = "redis"
+    capabilities = frozenset({SHARED})
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        refuse_eviction: bool = False,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        client: Any = None,
+    ) -> None:
+        """``client`` replaces the connection made from ``url`` (tests pass a
+        fakeredis client); it must be a redis.asyncio-compatible client."""
+        super().__init__()
+        self.url = url
+        self.keys = Keys(prefix)
+        self.refuse_eviction = refuse_eviction
+        self._ssl = {
+            k: v
+            for k, v in (
+                ("ssl_ca_certs", ssl_ca_certs),
+                ("ssl_certfile", ssl_certfile),
+                ("ssl_keyfile", ssl_keyfile),
+            )
+            if v is not None
+        }
+        self._socket_timeout = socket_timeout
+        self._connect_timeout = connect_timeout
+        self._given = client
+        self._r: Any = None
+        self._scripts: ScriptClient | None = None
+        self._sub: Subscriber | None = None
+        self._sub_client: Any = None
+        self._origin = uuid.uuid4().hex[:16]
+        #: The Redis server version, once open.
+        self.server_version = ""
+
+    # -- life ---------------------------------------------------------------
+
+    def _client(self, *, blocking: bool) -> Any:
+        if self._given is not None:
+            return self._given
+        return connect(
+            self.url,
+            connect_timeout=self._connect_timeout,
+            # the subscriber's reads wait for messages as long as it takes
+            socket_timeout=None if blocking else self._socket_timeout,
+            ssl=self._ssl,
+            subscriber=blocking,
+        )
+
+    async def open(self) -> None:
+        self._r = self._client(blocking=False)
+        try:
+            info = await self._r.info("server")
+        except AuthenticationError as err:
+            raise ConfigError(f"storage: Redis refused the credentials: {err}") from None
+        except DOWN as err:
+            await self._r.aclose()
+            raise StorageUnavailable(f"storage: cannot reach Redis: {err}") from None
+        except ResponseError:  # a stand-in such as fakeredis, or INFO renamed away
+            info = {}
+        self.server_version = str(info.get("valkey_version") or info.get("redis_version") or "?")
+        log.info("storage: Redis %s at %s", self.server_version, safe_url(self.url))
+        await self._check_eviction()
+        major = self.server_version.split(".")[0]
+        self._scripts = ScriptClient(self._r, shebang=major.isdigit() and int(major) >= 7)
+        await self._scripts.load()
+        sub_client = self._given if self._given is not None else self._client(blocking=True)
+        self._sub_client = sub_client
+        self._sub = Subscriber(sub_client, self.keys.events, self._on_event, self._resync)
+        if not await self._sub.start(wait=self._connect_timeout + self._socket_timeout):
+            await self.close()
+            raise StorageUnavailable("storage: cannot subscribe to Redis events")
+
+    async def _check_eviction(self) -> None:
+        try:
+            policy = (await self._r.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except ResponseError as err:
+            log.info("storage: cannot read maxmemory-policy (%s); make sure it is noeviction", err)
+            return
+        if policy in (None, "noeviction", b"noeviction"):
+            return
+        policy = policy.decode() if isinstance(policy, bytes) else policy
+        message = (
+            f"storage: Redis maxmemory-policy is {policy!r}; Redis may silently delete "
+            "tasks when full (set it to noeviction)"
+        )
+        if self.refuse_eviction:
+            await self._r.aclose()
+            raise ConfigError(message)
+        log.warning(message)
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.stop()
+            self._sub = None
+            if self._sub_client is not self._given:
+                await self._sub_client.aclose()
+        if self._r is not None and self._r is not self._given:
+            await self._r.aclose()
+        self._r = self._scripts = None
+
+    async def ping(self) -> None:
+        await guarded(self._redis().ping())
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _redis(self) -> Any:
+        if self._r is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        return self._r
+
+    def _qargs(self, queue: str, args: Sequence[Any]) -> list[Any]:
+        return [self.keys.queue_prefix(queue), queue, self.keys.events, self._origin, *args]
+
+    async def _run(
+        self,
+        calls: Sequence[tuple[str, str, Sequence[Any]]],
+        *,
+        transaction: bool = False,
+        register: Sequence[str] = (),
+    ) -> list[Any]:
+        """Run queue scripts ``(name, queue, args)`` in one round trip.
+
+        ``register`` names queues to add to the registry first. Emits the
+        changes the scripts report, once all of them ran.
+        """
+        if self._scripts is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        results = await self._scripts.run(
+            [(n, [self.keys.counts(q)], self._qargs(q, a)) for n, q, a in calls],
+            transaction=transaction,
+            before=[("SADD", [self.keys.queues, *register])] if register else (),
+        )
+        changes: list[Change | QueueChange] = []
+        for (name, _, _), res in zip(calls, results, strict=True):
+            if name not in _QUIET and res[1]:
+                changes.extend(decode_event(res[1])[1])
+        self._emit(changes)
+        return results
+
+    async def _run1(self, name: str, queue: str, *args: Any) -> Any:
+        return (await self._run([(name, queue, args)]))[0]
+
+    def _on_event(self, message: bytes) -> None:
+        origin, changes = decode_event(message)
+        if origin != self._origin:
+            self._emit(changes)
+
+    async def _resync(self) -> None:
+        """After the subscription came back: wake whoever waits on a queue with work."""
+        counts = await self._counts(await self._queue_names())
+        self._emit(
+            [Change("", q, "", "pending") for q, (c, _) in counts.items() if c.get("pending")]
+        )
+
+    async def _queue_names(self) -> list[str]:
+        names = await guarded(self._redis().smembers(self.keys.queues))
+        return sorted(n.decode() for n in names)
+
+    async def _counts(self, names: Sequence[str]) -> dict[str, tuple[dict[str, int], bool]]:
+        pipe = self._redis().pipeline(transaction=False)
+        for q in names:
+            pipe.hgetall(self.keys.counts(q))
+            pipe.exists(self.keys.paused(q))
+        out = await guarded(pipe.execute())
+        result = {}
+        for i, q in enumerate(names):
+            counts = zero_counts()
+            counts.update({k.decode(): int(v) for k, v in out[2 * i].items()})
+            result[q] = (counts, bool(out[2 * i + 1]))
+        return result
+
+    async def _find(self, task_id: str) -> tuple[str, dict[bytes, bytes]] | None:
+        """The queue and the fields of a task, looked up in every queue."""
+        names = await self._queue_names()
+        pipe = self._redis().pipeline(transaction=False)
+        for q in names:
+            pipe.hgetall(self.keys.task(q, task_id))
+        found = await guarded(pipe.execute())
+        for q, fields in zip(names, found, strict=True):
+            if fields:
+                return q, fields
+        return None
+
+    async def _queue_of(self, task_id: str) -> str:
+        found = await self._find(task_id)
+        if found is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        return found[0]
+
+    async def _due(
+        self, index: str, high: str, limit: int, script: str, make_args: Any
+    ) -> tuple[list[str], list[Any]]:
+        """Run ``script`` on the queues whose ``index`` holds entries up to
+        ``high``, splitting ``limit`` among them (``make_args(share)`` gives a
+        queue's arguments): one round trip to count, one to act (none when
+        nothing is due). Returns the queues acted on and their results."""
+        names = await self._queue_names()
+        pipe = self._redis().pipeline(transaction=False)
+        for q in names:
+            pipe.zcount(self.keys.time_index(q, index), "-inf", high)
+        counts = await guarded(pipe.execute())
+        calls = []
+        left = limit
+        for q, n in zip(names, counts, strict=True):
+            if n and left > 0:
+                take = min(n, left)
+                calls.append((script, q, make_args(take)))
+                left -= take
+        if not calls:
+            return [], []
+        return [c[1] for c in calls], await self._run(calls)
+
+    # -- producing and consuming --------------------------------------------
+
+    async def _enqueue(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        groups: dict[str, list[int]] = {}
+        for i, t in enumerate(tasks):
+            groups.setdefault(t.queue, []).append(i)
+        calls = []
+        for queue, idxs in groups.items():
+            args: list[Any] = [len(idxs)]
+            for i in idxs:
+                t = tasks[i]
+                fields = task_fields(t)
+                args += [t.id, t.idempotency_key or "", t.state, t.name, str(t.priority)]
+                args += [_index_time(t), len(fields) // 2, *fields]
+            calls.append(("ENQUEUE", queue, args))
+        # The registry is written with every batch (an O(1) SADD in the same
+        # round trip) rather than once per process: after a Redis restart
+        # that lost it, the next enqueue puts it back.
+        results = await self._run(calls, transaction=len(calls) > 1, register=list(groups))
+        out: list[EnqueueResult | None] = [None] * len(tasks)
+        by_id = {t.id: t for t in tasks}
+        for (queue, idxs), (items, _) in zip(groups.items(), results, strict=True):
+            for i, item in zip(idxs, items, strict=True):
+                if item == 1:
+                    out[i] = EnqueueResult(tasks[i], True)
+                elif len(item) == 1:
+                    out[i] = EnqueueResult(by_id[item[0].decode()], False)
+                else:
+                    out[i] = EnqueueResult(
+                        decode_task(item[0].decode(), queue, pairs(item[1:])), False
+                    )
+        return out  # type: ignore[return-value]
+
+    async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
+        flat, _ = await self._run1("LEASE", queue, limit, worker, _num(now), secrets.token_hex(6))
+        return [
+            decode_task(flat[i].decode(), queue, pairs(flat[i + 1])) for i in range(0, len(flat), 2)
+        ]
+
+    def _by_queue(self, items: Sequence[Any], token_of: Any) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            queue = token_queue(token_of(item) or "")
+            if queue is not None:
+                groups.setdefault(queue, []).append(i)
+        return groups
+
+    async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
+        groups = self._by_queue(leases, lambda lease: lease[1])
+        calls = []
+        for queue, idxs in groups.items():
+            args: list[Any] = [_num(now)]
+            for i in idxs:
+                args += leases[i]
+            calls.append(("EXTEND", queue, args))
+        accepted = [False] * len(leases)
+        for idxs, flags in zip(groups.values(), await self._run(calls), strict=True):
+            for i, flag in zip(idxs, flags, strict=True):
+                accepted[i] = flag == 1
+        return accepted
+
+    async def _settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        groups = self._by_queue(outcomes, lambda o: o.token)
+        calls = []
+        for queue, idxs in groups.items():
+            args: list[Any] = [_num(now)]
+            for i in idxs:
+                o = outcomes[i]
+                if o.kind == "complete":
+                    data = o.result if o.result is not None else b""
+                elif o.kind == "fail":
+                    data = orjson.dumps(o.error or {})
+                else:
+                    data = b""
+                retry_at = _num(o.retry_at) if o.kind == "fail" and o.retry_at is not None else ""
+                args += [o.task_id, o.token, _KIND[o.kind], data, retry_at]
+            calls.append(("SETTLE", queue, args))
+        accepted = [False] * len(outcomes)
+        for idxs, (flags, _) in zip(groups.values(), await self._run(calls), strict=True):
+            for i, flag in zip(idxs, flags, strict=True):
+                accepted[i] = flag == 1
+        return accepted
+
+    # -- background roles ---------------------------------------------------
+
+    def _tasks_of(self, calls_results: list[Any], queues: Sequence[str]) -> list[Task]:
+        out = []
+        for queue, (flat, _) in zip(queues, calls_results, strict=True):
+            out += [
+                decode_task(flat[i].decode(), queue, pairs(flat[i + 1]))
+                for i in range(0, len(flat), 2)
+            ]
+        return out
+
+    async def _reclaim_expired(self, now: float, limit: int) -> list[Task]:
+        at = rfc3339(now)
+        queues, results = await self._due(
+            "processing", f"({_num(now)}", limit, "RECLAIM", lambda n: [_num(now), n, "", at]
+        )
+        return self._tasks_of(results, queues)
+
+    async def _reclaim_worker(self, worker: str, now: float) -> list[Task]:
+        names = await self._queue_names()
+        calls = [("RECLAIM", q, [_num(now), 0, worker, rfc3339(now)]) for q in names]
+        return self._tasks_of(await self._run(calls), names) if calls else []
+
+    async def _promote_due(self, now: float, limit: int) -> int:
+        _, results = await self._due(
+            "scheduled", _num(now), limit, "PROMOTE", lambda n: [_num(now), n]
+        )
+        return sum(n for n, _ in results)
+
+    async def next_run_at(self) -> float | None:
+        names = await self._queue_names()
+        pipe = self._redis().pipeline(transaction=False)
+        for q in names:
+            pipe.zrange(self.keys.scheduled(q), 0, 0, withscores=True)
+        firsts = [found[0][1] for found in await guarded(pipe.execute()) if found]
+        return min(firsts) if firsts else None
+
+    async def _expire_finished(self, state: str, before: float, limit: int) -> int:
+        _, results = await self._due(
+            state, f"({_num(before)}", limit, "EXPIRE", lambda n: [state, _num(before), n]
+        )
+        return sum(n for n, _ in results)
+
+    # -- reading ------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task | None:
+        found = await self._find(task_id)
+        return None if found is None else decode_task(task_id, found[0], found[1])
+
+    async def _list(
+        self, state: str | None, queue: str | None, name: str | None, limit: int, cursor: str | None
+    ) -> Page:
+        if cursor is not None:
+            if not is_valid_id(cursor):
+                raise BadRequest("cursor: not a cursor returned by this API")
+            cursor = cursor.upper()
+        names = [queue] if queue is not None else await self._queue_names()
+        args = [state or "", name or "", cursor or "", limit + 1]
+        found = await self._run([("LIST_IDS", q, args) for q in names])
+        merged = sorted(
+            ((i.decode(), q) for q, ids in zip(names, found, strict=True) for i in ids),
+            reverse=True,
+        )[: limit + 1]
+        page = merged[:limit]
+        pipe = self._redis().pipeline(transaction=False)
+        for task_id, q in page:
+            pipe.hgetall(self.keys.task(q, task_id))
+        bodies = await guarded(pipe.execute())
+        tasks = [decode_task(i, q, f) for (i, q), f in zip(page, bodies, strict=True) if f]
+        return Page(tasks, page[-1][0] if len(merged) > limit else None)
+
+    # -- changing one task --------------------------------------------------
+
+    async def _one(self, script: str, task_id: str, *args: Any) -> Any:
+        queue = await self._queue_of(task_id)
+        try:
+            return queue, await self._run1(script, queue, task_id, *args)
+        except NotFound:
+            raise NotFound(f"no task with id {task_id!r}") from None
+        except StateConflict as err:
+            raise Conflict(_CONFLICTS[script].format(id=task_id, state=err.state)) from None
+
+    async def _cancel(self, task_id: str, now: float) -> Task:
+        queue, (fields, _) = await self._one("CANCEL", task_id, _num(now))
+        return decode_task(task_id, queue, pairs(fields))
+
+    async def _retry(self, task_id: str, now: float) -> Task:
+        queue, (fields, _) = await self._one("RETRY", task_id)
+        return decode_task(task_id, queue, pairs(fields))
+
+    async def _delete(self, task_id: str) -> None:
+        await self._one("DELETE", task_id)
+
+    # -- queues -------------------------------------------------------------
+
+    async def declare_queues(self, names: Sequence[str]) -> None:
+        if names:
+            await guarded(self._redis().sadd(self.keys.queues, *names))
+
+    async def queues(self) -> list[QueueInfo]:
+        counts = await self._counts(await self._queue_names())
+        return [QueueInfo(name=q, paused=p, counts=c) for q, (c, p) in counts.items()]
+
+    async def _queue(self, name: str) -> QueueInfo | None:
+        if not await guarded(self._redis().sismember(self.keys.queues, name)):
+            return None
+        counts, paused = (await self._counts([name]))[name]
+        return QueueInfo(name=name, paused=paused, counts=counts)
+
+    async def _set_paused(self, name: str, paused: bool) -> None:
+        await self._run([("SET_PAUSED", name, ["1" if paused else "0"])], register=[name])
+
+    async def paused_queues(self) -> set[str]:
+        counts = await self._counts(await self._queue_names())
+        return {q for q, (_, paused) in counts.items() if paused}
+
+    async def _purge(self, queue: str, state: str, limit: int) -> int:
+        return (await self._run1("PURGE", queue, state, limit))[0]
+
+    async def _redrive(self, queue: str, now: float, limit: int) -> int:
+        return (await self._run1("REDRIVE", queue, limit))[0]
+
+    # -- processes ----------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo, ttl: float, now: float) -> None:
+        if self._scripts is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        keys = [self.keys.workers_exp, self.keys.workers_info]
+        args = [info.id, msgspec.json.encode(info), _num(now + ttl), _num(now)]
+        await self._scripts.run([("WORKER_REGISTER", keys, args)])
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        pipe = self._redis().pipeline(transaction=True)
+        pipe.zrem(self.keys.workers_exp, worker_id)
+        pipe.hdel(self.keys.workers_info, worker_id)
+        await guarded(pipe.execute())
+
+    async def workers(self, now: float) -> list[WorkerInfo]:
+        r = self._redis()
+        ids = await guarded(r.zrangebyscore(self.keys.workers_exp, f"({_num(now)}", "+inf"))
+        if not ids:
+            return []
+        infos = await guarded(r.hmget(self.keys.workers_info, sorted(ids)))
+        return [msgspec.json.decode(i, type=WorkerInfo) for i in infos if i is not None]
+
+
+_CONFLICTS = {
+    "CANCEL": "task {id} is {state}; only pending, scheduled or processing tasks can be cancelled",
+    "RETRY": "task {id} is {state}; only failed or cancelled tasks can be retried",
+    "DELETE": "task {id} is {state}; cancel it first or wait until it ends",
+}

@@ -1,0 +1,176 @@
+"""The connection to Redis and the running of tqd's scripts over it.
+
+``connect`` builds a redis.asyncio client that fails fast: socket and
+connect timeouts are set, and a command is retried once (after a short,
+jittered pause) only on a ConnectionError, which is what a pooled connection
+that the server closed (after a restart) raises; never after a timeout, so a
+stopped server costs one timeout, not several. ``ScriptClient`` sends
+scripts by SHA, loads them again after a NOSCRIPT (a restarted or flushed
+server) and turns Redis failures into tqd errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    ConnectionError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+    TimeoutError,
+)
+
+from tqd.errors import Conflict, NotFound, StorageUnavailable
+from tqd.models import STATES
+from tqd.storage.redis import scripts
+
+DOWN = (ConnectionError, TimeoutError, OSError)
+
+
+def connect(
+    url: str,
+    *,
+    connect_timeout: float,
+    socket_timeout: float | None,
+    ssl: dict[str, str],
+    subscriber: bool = False,
+) -> Redis:
+    """A client for ``url`` (redis://, rediss://, unix://); connects lazily.
+
+    A ``subscriber`` client never retries by itself: redis-py would
+    reconnect and resubscribe silently, hiding the gap in which messages
+    were lost; the Subscriber reconnects and resyncs instead.
+    """
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": socket_timeout,
+        "retry": Retry(
+            ExponentialWithJitterBackoff(base=0.01, cap=0.2),
+            0 if subscriber else 1,
+            (ConnectionError,),
+        ),
+        # the subscriber's long reads check the connection every so often
+        "health_check_interval": 15 if subscriber else 0,
+    }
+    if not url.startswith("unix://"):
+        kwargs["socket_keepalive"] = True
+    if url.startswith("rediss://"):
+        kwargs.update(ssl)
+    return Redis.from_url(url, **kwargs)
+
+
+class StateConflict(Exception):
+    """A script refused a task in this state (the caller words the Conflict)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+def translate(err: ResponseError) -> Exception:
+    """A tqd error for a script's error reply or a server refusal."""
+    text = str(err)
+    if "TQD_NOT_FOUND" in text:
+        return NotFound("no such task")
+    if "TQD_CONFLICT" in text:
+        state = text.split("TQD_CONFLICT", 1)[1].split()[0]
+        return StateConflict(state if state in STATES else "in another state")
+    if "TQD_DUPLICATE_ID" in text:
+        return Conflict("a task with this id already exists; enqueue again")
+    if isinstance(err, ReadOnlyError) or text.startswith(("OOM", "LOADING", "MASTERDOWN", "BUSY")):
+        return StorageUnavailable(f"storage: Redis refused the write: {text}")
+    return err
+
+
+async def guarded(awaitable: Any) -> Any:
+    """Await a Redis call, translating failures into tqd errors."""
+    try:
+        return await awaitable
+    except DOWN as err:
+        raise StorageUnavailable(f"storage: Redis is unavailable: {err}") from None
+    except ResponseError as err:
+        raise translate(err) from None
+
+
+class ScriptClient:
+    """Runs the scripts of scripts.py on one client, by SHA.
+
+    With ``shebang`` (Redis 7 and later) each script starts with ``#!lua``,
+    which makes Redis Cluster refuse any script that strays out of one hash
+    slot (plain EVAL scripts are let through for compatibility).
+    """
+
+    def __init__(self, redis: Any, *, shebang: bool) -> None:
+        self.redis = redis
+        head = "#!lua\n" if shebang else ""
+        self._sources = {name: head + body for name, body in scripts.ALL.items()}
+        self._shas = {
+            name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
+        }
+
+    async def load(self) -> None:
+        """Load every script into the server's script cache."""
+        pipe = self.redis.pipeline(transaction=False)
+        for src in self._sources.values():
+            pipe.script_load(src)
+        await guarded(pipe.execute())
+
+    async def run(
+        self,
+        calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]],
+        *,
+        transaction: bool = False,
+        before: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> list[Any]:
+        """Run scripts ``(name, keys, args)`` in one round trip, in order.
+
+        ``before`` holds plain commands ``(name, args)`` sent ahead of them
+        (their replies are dropped). Raises the first failure, translated.
+        """
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        first = True
+        before_out: list[Any] = []
+        while True:
+            pipe = self.redis.pipeline(transaction=transaction)
+            extra = len(before) if first else 0
+            if first:
+                for command, args in before:
+                    pipe.execute_command(command, *args)
+            for i in todo:
+                name, keys, args = calls[i]
+                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+            out = await guarded(pipe.execute(raise_on_error=False))
+            if first:
+                before_out = out[:extra]
+            missing = []
+            for i, res in zip(todo, out[extra:], strict=True):
+                if first and isinstance(res, NoScriptError):
+                    missing.append(i)
+                else:
+                    results[i] = res
+            if not missing:
+                break
+            # The server lost its script cache; only the missing ones did not
+            # run, so load and send just those again.
+            await self.load()
+            todo, first = missing, False
+        for res in [*before_out, *results]:
+            if isinstance(res, ResponseError):
+                raise translate(res)
+            if isinstance(res, Exception):
+                raise StorageUnavailable(f"storage: Redis is unavailable: {res}")
+        return results
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    _, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{'***@' if at else ''}{host}" if sep else url

@@ -1,0 +1,398 @@
+"""The Lua scripts of the Redis backend, one named constant per operation.
+
+Every queue script runs in the hash slot of one queue and shares this
+calling convention (see keys.py for the layout)::
+
+    KEYS[1]  the queue's counts hash  tqd:{q:Q}:c
+    ARGV[1]  the queue's key prefix   tqd:{q:Q}:
+    ARGV[2]  the queue's name
+    ARGV[3]  the events channel       tqd:events
+    ARGV[4]  the origin of the caller (so a process skips its own events)
+    ARGV[5…] the operation's own arguments, given in each header below
+
+A script that changes tasks PUBLISHes one message for its whole batch and
+returns ``{result, message}`` (message is '' when nothing changed), so the
+caller emits exactly what other processes receive. The message is JSON:
+``{"o": origin, "q": queue, "c": [id, name, state, id, name, state, …],
+"e": queue event or ""}``; state "deleted" means the task is gone.
+
+Times arrive as decimal strings (Python's repr of the caller's ``now``) and
+are stored as given; a time the script computes is written with ``%.17g`` so
+it reads back as the same double. Scripts never call TIME.
+
+Errors a caller maps to tqd errors: ``TQD_NOT_FOUND``, ``TQD_CONFLICT
+<state>``, ``TQD_DUPLICATE_ID <id>``.
+"""
+
+from __future__ import annotations
+
+from tqd.storage.redis.prelude import PRELUDE
+
+
+def _queue_script(body: str) -> str:
+    return PRELUDE + body
+
+
+# ENQUEUE: store new tasks of one queue, all or nothing.
+# ARGV[5]  number of tasks N, then per task:
+#          id, idempotency key or '', state, name, priority, time for the
+#          state's index ('' when pending), F, then F field/value pairs
+# Returns  {results, message}; results has one item per task: 1 = stored,
+#          {id} = same key as an earlier task of this batch (that one),
+#          {id, field, value, …} = same key as this stored task.
+# Errors   TQD_DUPLICATE_ID <id> (nothing is stored)
+ENQUEUE = _queue_script("""
+local out, seen, new_ids, todo = {}, {}, {}, {}
+local i = 6
+for t = 1, tonumber(ARGV[5]) do
+  local id, key, st, name, prio, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local nf = tonumber(ARGV[i + 6])
+  local first = i + 7
+  i = first + 2 * nf
+  local res = nil
+  if key ~= '' then
+    if seen[key] then
+      res = {seen[key]}
+    else
+      local prior = redis.call('GET', QP .. 'i:' .. key)
+      if prior and redis.call('EXISTS', tkey(prior)) == 1 then
+        res = redis.call('HGETALL', tkey(prior))
+        table.insert(res, 1, prior)
+      end
+    end
+  end
+  if res then
+    out[t] = res
+  else
+    if new_ids[id] or redis.call('EXISTS', tkey(id)) == 1 then
+      return redis.error_reply('TQD_DUPLICATE_ID ' .. id)
+    end
+    new_ids[id] = true
+    if key ~= '' then seen[key] = id end
+    out[t] = 1
+    todo[#todo + 1] = {id, key, st, name, prio, at, first, first + 2 * nf - 1}
+  end
+end
+for _, t in ipairs(todo) do
+  redis.call('HSET', tkey(t[1]), unpack(ARGV, t[7], t[8]))
+  if t[2] ~= '' then redis.call('SET', QP .. 'i:' .. t[2], t[1]) end
+  enter(t[1], t[3], t[5], t[4], t[6])
+end
+return {out, publish()}
+""")
+
+# LEASE: hand out up to N pending tasks, highest priority first, then oldest.
+# ARGV[5]  limit N
+# ARGV[6]  worker id
+# ARGV[7]  now
+# ARGV[8]  random hex; token i is <hex><i in hex>:<queue>
+# Returns  {{id, {field, value, …}, …}, message}; nothing when paused
+LEASE = _queue_script("""
+if redis.call('EXISTS', QP .. 'paused') == 1 then return {{}, ''} end
+local limit, worker, now = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local groups, prios = {}, {}
+for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
+  local p = string.match(s, '^pending:(%-?%d+):')
+  if p then
+    p = tonumber(p)
+    if not groups[p] then groups[p] = {}; prios[#prios + 1] = p end
+    table.insert(groups[p], s)
+  end
+end
+table.sort(prios, function(a, b) return a > b end)
+local picked = {}
+for _, p in ipairs(prios) do
+  local need = limit - #picked
+  if need <= 0 then break end
+  local ids = {}
+  for _, s in ipairs(groups[p]) do
+    for _, id in ipairs(stream_first(s, need)) do ids[#ids + 1] = id end
+  end
+  if #groups[p] > 1 then table.sort(ids) end
+  for j = 1, math.min(need, #ids) do picked[#picked + 1] = ids[j] end
+end
+local out = {}
+for j, id in ipairs(picked) do
+  local h = tkey(id)
+  local f = redis.call('HMGET', h, 'n', 'r', 'v')
+  leave(id, 'pending', f[2] or '0', f[1])
+  local exp = fmt(tonumber(now) + tonumber(f[3]))
+  local token = ARGV[8] .. string.format('%x', j) .. ':' .. QN
+  redis.call('HSET', h, 's', 'processing', 'l', token, 'z', exp, 'g', now, 'w', worker)
+  enter(id, 'processing', nil, f[1], exp)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', h)
+end
+return {out, publish()}
+""")
+
+# EXTEND: push lease deadlines to now + visibility timeout.
+# ARGV[5]  now, then pairs: task id, lease token
+# Returns  {1 or 0 per pair}: whether the lease was still held
+EXTEND = _queue_script("""
+local now, out = tonumber(ARGV[5]), {}
+for j = 6, #ARGV, 2 do
+  local h = tkey(ARGV[j])
+  local f = redis.call('HMGET', h, 's', 'l', 'v')
+  if f[1] == 'processing' and f[2] == ARGV[j + 1] then
+    local exp = fmt(now + tonumber(f[3]))
+    redis.call('HSET', h, 'z', exp)
+    redis.call('ZADD', QP .. 'z:processing', exp, ARGV[j])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+""")
+
+# SETTLE: record how leased tasks ended, each only under its current token.
+# ARGV[5]  now, then per outcome 5 items: task id, token, kind (c = complete,
+#          f = fail, r = release), data (result or error JSON; '' = none),
+#          retry_at ('' = no retry)
+# Returns  {{1 or 0 per outcome}, message}
+SETTLE = _queue_script("""
+local now, out = ARGV[5], {}
+for j = 6, #ARGV, 5 do
+  local id, kind, data, rat = ARGV[j], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
+  local h = tkey(id)
+  local f = redis.call('HMGET', h, 's', 'l', 'n', 'r')
+  if f[1] ~= 'processing' or f[2] ~= ARGV[j + 1] then
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 1
+    local name, prio = f[3], f[4] or '0'
+    leave(id, 'processing', prio, name)
+    redis.call('HDEL', h, 'l', 'z')
+    if kind == 'c' then
+      redis.call('HINCRBY', h, 'a', 1)
+      redis.call('HSET', h, 's', 'completed', 'f', now)
+      if data ~= '' then redis.call('HSET', h, 'o', data) else redis.call('HDEL', h, 'o') end
+      enter(id, 'completed', prio, name, now)
+    elseif kind == 'r' then
+      redis.call('HDEL', h, 'w')
+      redis.call('HSET', h, 's', 'pending')
+      enter(id, 'pending', prio, name)
+    else
+      redis.call('HINCRBY', h, 'a', 1)
+      push_error(h, data)
+      if rat ~= '' then
+        redis.call('HDEL', h, 'w')
+        redis.call('HSET', h, 's', 'scheduled', 'u', rat)
+        enter(id, 'scheduled', prio, name, rat)
+      else
+        redis.call('HSET', h, 's', 'failed', 'f', now)
+        enter(id, 'failed', prio, name, now)
+      end
+    end
+  end
+end
+return {out, publish()}
+""")
+
+# RECLAIM: take back tasks whose lease expired before now (worker = ''), or
+# every task leased to one worker; the lost attempt counts.
+# ARGV[5]  now
+# ARGV[6]  limit (ignored for a worker)
+# ARGV[7]  worker id or ''
+# ARGV[8]  now as RFC 3339 (the time of the "lost" error)
+# Returns  {{id, {field, value, …}, …}, message}
+RECLAIM = _queue_script("""
+local now, ids = ARGV[5], nil
+if ARGV[7] == '' then
+  ids = redis.call('ZRANGEBYSCORE', QP .. 'z:processing', '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[6]))
+else
+  ids = {}
+  for _, id in ipairs(redis.call('ZRANGE', QP .. 'z:processing', 0, -1)) do
+    if redis.call('HGET', tkey(id), 'w') == ARGV[7] then ids[#ids + 1] = id end
+  end
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local h = tkey(id)
+  local f = redis.call('HMGET', h, 'n', 'r', 'a', 'm', 'w')
+  local name, prio = f[1], f[2] or '0'
+  local attempts = tonumber(f[3] or '0') + 1
+  leave(id, 'processing', prio, name)
+  push_error(h, cjson.encode({attempt = attempts, kind = 'lost', at = ARGV[8],
+    message = 'the lease of worker ' .. (f[5] or 'None') .. ' expired before the task was settled'}))
+  redis.call('HDEL', h, 'l', 'z', 'w')
+  if attempts >= tonumber(f[4]) then
+    redis.call('HSET', h, 's', 'failed', 'a', attempts, 'f', now)
+    enter(id, 'failed', prio, name, now)
+  else
+    redis.call('HSET', h, 's', 'pending', 'a', attempts)
+    enter(id, 'pending', prio, name)
+  end
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', h)
+end
+return {out, publish()}
+""")
+
+# PROMOTE: make scheduled tasks whose run_at has come pending.
+# ARGV[5]  now
+# ARGV[6]  limit
+# Returns  {number promoted, message}
+PROMOTE = _queue_script("""
+local ids = redis.call('ZRANGEBYSCORE', QP .. 'z:scheduled', '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
+for _, id in ipairs(ids) do
+  local h = tkey(id)
+  local f = redis.call('HMGET', h, 'n', 'r')
+  leave(id, 'scheduled', f[2] or '0', f[1])
+  redis.call('HSET', h, 's', 'pending')
+  enter(id, 'pending', f[2] or '0', f[1])
+end
+return {#ids, publish()}
+""")
+
+# EXPIRE: delete tasks in a finished state that finished before a time.
+# ARGV[5]  state
+# ARGV[6]  before
+# ARGV[7]  limit
+# Returns  {number deleted, message}
+EXPIRE = _queue_script("""
+local st = ARGV[5]
+local ids = redis.call('ZRANGEBYSCORE', QP .. 'z:' .. st, '-inf', '(' .. ARGV[6], 'LIMIT', 0, tonumber(ARGV[7]))
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', tkey(id), 'n', 'r')
+  destroy(id, st, f[2] or '0', f[1])
+end
+return {#ids, publish()}
+""")
+
+# CANCEL: cancel a pending, scheduled or processing task (revoking its lease).
+# ARGV[5]  task id
+# ARGV[6]  now
+# Returns  {{field, value, …}, message}
+# Errors   TQD_NOT_FOUND, TQD_CONFLICT <state>
+CANCEL = _queue_script("""
+local id, now = ARGV[5], ARGV[6]
+local h = tkey(id)
+local f = redis.call('HMGET', h, 's', 'n', 'r')
+if not f[1] then return redis.error_reply('TQD_NOT_FOUND') end
+if f[1] ~= 'pending' and f[1] ~= 'scheduled' and f[1] ~= 'processing' then
+  return redis.error_reply('TQD_CONFLICT ' .. f[1])
+end
+leave(id, f[1], f[3] or '0', f[2])
+redis.call('HSET', h, 's', 'cancelled', 'f', now)
+redis.call('HDEL', h, 'l', 'z')
+enter(id, 'cancelled', f[3] or '0', f[2], now)
+return {redis.call('HGETALL', h), publish()}
+""")
+
+# RETRY: put a failed or cancelled task back to pending, budget granted again.
+# ARGV[5]  task id
+# Returns  {{field, value, …}, message}
+# Errors   TQD_NOT_FOUND, TQD_CONFLICT <state>
+RETRY = _queue_script("""
+local id = ARGV[5]
+local h = tkey(id)
+local f = redis.call('HMGET', h, 's', 'n', 'r')
+if not f[1] then return redis.error_reply('TQD_NOT_FOUND') end
+if f[1] ~= 'failed' and f[1] ~= 'cancelled' then return redis.error_reply('TQD_CONFLICT ' .. f[1]) end
+revive(id, h, f[1], f[3] or '0', f[2])
+return {redis.call('HGETALL', h), publish()}
+""")
+
+# DELETE: delete a task that is not processing.
+# ARGV[5]  task id
+# Returns  {1, message}
+# Errors   TQD_NOT_FOUND, TQD_CONFLICT processing
+DELETE = _queue_script("""
+local id = ARGV[5]
+local f = redis.call('HMGET', tkey(id), 's', 'n', 'r')
+if not f[1] then return redis.error_reply('TQD_NOT_FOUND') end
+if f[1] == 'processing' then return redis.error_reply('TQD_CONFLICT processing') end
+destroy(id, f[1], f[3] or '0', f[2])
+return {1, publish()}
+""")
+
+# SET_PAUSED: pause (ARGV[5] = '1') or resume (ARGV[5] = '0') the queue.
+# Returns  {1, message}
+SET_PAUSED = _queue_script("""
+if ARGV[5] == '1' then
+  redis.call('SET', QP .. 'paused', '1')
+  return {1, publish('paused')}
+end
+redis.call('DEL', QP .. 'paused')
+return {1, publish('resumed')}
+""")
+
+# PURGE: delete up to limit tasks of one state (never processing).
+# ARGV[5]  state
+# ARGV[6]  limit
+# Returns  {number deleted, message}
+PURGE = _queue_script("""
+local st, limit = ARGV[5], tonumber(ARGV[6])
+local ids = {}
+if st == 'pending' then
+  for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
+    if #ids >= limit then break end
+    if string.match(s, '^pending:') then
+      for _, id in ipairs(stream_first(s, limit - #ids)) do ids[#ids + 1] = id end
+    end
+  end
+elseif st ~= 'processing' then
+  ids = redis.call('ZRANGE', QP .. 'z:' .. st, 0, limit - 1)
+end
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', tkey(id), 'n', 'r')
+  destroy(id, st, f[2] or '0', f[1])
+end
+if #ids > 0 then return {#ids, publish('purged')} end
+return {0, ''}
+""")
+
+# REDRIVE: put up to limit failed tasks back to pending, as RETRY does.
+# ARGV[5]  limit
+# Returns  {number revived, message}
+REDRIVE = _queue_script("""
+local ids = redis.call('ZRANGE', QP .. 'z:failed', 0, tonumber(ARGV[5]) - 1)
+for _, id in ipairs(ids) do
+  local h = tkey(id)
+  local f = redis.call('HMGET', h, 'n', 'r')
+  revive(id, h, 'failed', f[2] or '0', f[1])
+end
+return {#ids, publish()}
+""")
+
+# LIST_IDS: newest ids of the queue matching the filters (read only).
+# ARGV[5]  state or ''
+# ARGV[6]  task name or ''
+# ARGV[7]  cursor: only ids below this one, or ''
+# ARGV[8]  limit
+# Returns  up to limit ids, newest first
+LIST_IDS = _queue_script("""
+local limit, ids = tonumber(ARGV[8]), {}
+for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
+  local st, name = string.match(s, '^(%a+):'), string.match(s, ':([^:]+)$')
+  if (ARGV[5] == '' or ARGV[5] == st) and (ARGV[6] == '' or ARGV[6] == name) then
+    for _, id in ipairs(stream_below(s, ARGV[7], limit)) do ids[#ids + 1] = id end
+  end
+end
+table.sort(ids, function(a, b) return a > b end)
+local out = {}
+for j = 1, math.min(limit, #ids) do out[j] = ids[j] end
+return out
+""")
+
+# WORKER_REGISTER: record a live process and forget the expired ones.
+# KEYS[1]  tqd:{w}:exp   KEYS[2]  tqd:{w}:info
+# ARGV[1]  worker id   ARGV[2]  its WorkerInfo JSON   ARGV[3]  expiry   ARGV[4]  now
+# Returns  1
+WORKER_REGISTER = """
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+for _, id in ipairs(gone) do redis.call('HDEL', KEYS[2], id) end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4]) end
+return 1
+"""
+
+#: Every script, by name (loaded at open, reloaded after a NOSCRIPT).
+ALL: dict[str, str] = {
+    name: value
+    for name, value in dict(globals()).items()
+    if name.isupper() and isinstance(value, str) and not name.startswith("_")
+}
