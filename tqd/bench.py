@@ -127,8 +127,8 @@ async def _enqueue_phase(host: str, port: int, queue: str, args: argparse.Namesp
     return total / (time.perf_counter() - started)
 
 
-async def _wait_completed(conn: Connection, queue: str, expected: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_completed(conn: Connection, queue: str, expected: int, limit_s: float = 600) -> None:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         info = await _call(conn, "GET", f"/v1/queues/{queue}")
         counts = info["counts"]
@@ -137,7 +137,7 @@ async def _wait_completed(conn: Connection, queue: str, expected: int, timeout: 
         if counts["completed"] >= expected:
             return
         await asyncio.sleep(0.005)
-    raise RuntimeError(f"not every task completed within {timeout}s")
+    raise RuntimeError(f"not every task completed within {limit_s}s")
 
 
 async def _latency_phase(host: str, port: int, queue: str, args: argparse.Namespace) -> list[float]:

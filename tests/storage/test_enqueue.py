@@ -144,3 +144,17 @@ async def test_a_delayed_task_is_scheduled_until_its_run_at(storage, make, clock
     assert await counts(storage) == {"scheduled": 1}
     assert await storage.lease("q", 10, "w1", clock.now()) == []
     assert r.task.state == "scheduled"
+
+
+async def test_idempotency_keys_are_scoped_to_their_queue(storage, make):
+    """The same key in two queues names two tasks; in one queue, one task."""
+    a = make(queue="mail", key="order-7")
+    b = make(queue="sms", key="order-7")
+    again = make(queue="mail", key="order-7")
+    results = await storage.enqueue([a, b])
+    assert [r.created for r in results] == [True, True]
+    [repeat] = await storage.enqueue([again])
+    assert repeat.created is False
+    assert repeat.task.id == a.id
+    assert await counts(storage, "mail") == {"pending": 1}
+    assert await counts(storage, "sms") == {"pending": 1}

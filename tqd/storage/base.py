@@ -136,9 +136,11 @@ class Storage(ABC):
         """Store new tasks, all or nothing, and return them in the given order.
 
         Each task arrives complete (id, state ``pending`` or ``scheduled``
-        with ``run_at``, defaults applied). A task whose ``idempotency_key``
-        is already held by a stored task is not stored; the stored task is
-        returned with ``created=False``. Keys also match within the batch.
+        with ``run_at``, defaults applied). Idempotency keys are unique per
+        queue: a task whose ``idempotency_key`` is held by a stored task of
+        the same queue is not stored; the stored task is returned with
+        ``created=False``. Keys also match within the batch. A task id that
+        is already stored raises Conflict and nothing of the batch is stored.
         The call returns only after the tasks are durable.
         """
         if not tasks:
@@ -153,8 +155,8 @@ class Storage(ABC):
     async def lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
         """Lease up to ``limit`` pending tasks of ``queue`` to ``worker``.
 
-        Highest priority first, first in first out among equal priorities.
-        Each leased task becomes ``processing`` with a fresh ``lease_token``,
+        Highest priority first, first in first out among equal priorities,
+        and the returned list is in that order. Each leased task becomes ``processing`` with a fresh ``lease_token``,
         ``lease_expires_at = now + visibility_timeout``, ``started_at = now``
         and ``worker`` set. A paused queue leases nothing.
         """

@@ -242,19 +242,19 @@ def _op_ping(conn: sqlite3.Connection, changes: list) -> None:
 def _op_enqueue(conn: sqlite3.Connection, changes: list, tasks: Sequence[Task]) -> list:
     results: list[EnqueueResult | None] = [None] * len(tasks)
     rows = []
-    seen_keys: dict[str, Task] = {}
+    seen_keys: dict[tuple[str, str], Task] = {}
     for i, t in enumerate(tasks):
         key = t.idempotency_key
         if key is not None:
-            prior = seen_keys.get(key)
+            prior = seen_keys.get((t.queue, key))
             if prior is None:
-                prior = _task_or_none(
-                    conn.execute(f"{_SELECT} WHERE idempotency_key = ?", (key,)).fetchone()
-                )
+                prior = _task_or_none(conn.execute(
+                    f"{_SELECT} WHERE queue = ? AND idempotency_key = ?", (t.queue, key)
+                ).fetchone())
             if prior is not None:
                 results[i] = EnqueueResult(prior, False)
                 continue
-            seen_keys[key] = t
+            seen_keys[(t.queue, key)] = t
         rows.append(
             (
                 t.id, t.name, t.queue, t.payload, t.priority, t.state, t.attempts,

@@ -47,7 +47,9 @@ MIGRATIONS: list[str] = [
         lease_expires_at REAL
     );
     CREATE UNIQUE INDEX tasks_id ON tasks(id);
-    CREATE UNIQUE INDEX tasks_idempotency ON tasks(idempotency_key)
+    -- Idempotency keys are unique per queue (as in Redis, where a queue's
+    -- keys live in one hash slot).
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks(queue, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     -- Leasing: the next pending task of a queue in O(log n).
     CREATE INDEX tasks_pending ON tasks(queue, priority DESC, seq) WHERE state = 'pending';
