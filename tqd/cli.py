@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the daemon")
     _add_config_flags(p)
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="listen on a non-loopback address without tokens (anyone who can connect may do anything)")
+
+    p = sub.add_parser("token", help="API tokens: make one, or hash one for tqd.toml")
+    tsub = p.add_subparsers(dest="token_command", required=True, metavar="SUBCOMMAND")
+    for name, text in (("new", "make a token: prints it on stdout and its [[tokens]] table on stderr"),
+                       ("hash", "read a token from stdin and print its [[tokens]] table")):
+        t = tsub.add_parser(name, help=text)
+        t.add_argument("--name", default="client", help="name shown in logs (default: client)")
+        t.add_argument("--scope", choices=["read", "write", "admin"], default="read",
+                       help="read: GET; write: also enqueue, cancel, retry, remote workers; admin: everything")
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
@@ -104,6 +115,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _serve(args)
         if args.command == "config":
             return _config_check(args)
+        if args.command == "token":
+            return _token(args)
         if args.command == "bench":
             from tqd.bench import run as run_bench
 
@@ -125,6 +138,10 @@ def _serve(args: argparse.Namespace) -> int:
         "log_format": args.log_format,
     }
     config = load_config(args.config, overrides=overrides)
+    from tqd.exposure import check_exposure, tls_context
+
+    check_exposure(config, args.insecure_no_auth)
+    tls_context(config)  # an unusable certificate stops the start here, with one line
     setup_logging(config.log_level, config.log_format)
     # Handlers are imported before the loop starts, so a broken one stops
     # the start with a ConfigError and status 2 rather than a traceback.
@@ -156,6 +173,26 @@ def _config_check(args: argparse.Namespace) -> int:
     tasks = len(config.tasks)
     print(f"{config.source}: ok ({tasks} task definitions, {len(config.queues)} queues, "
           f"storage {config.storage_url}, listen {config.listen})")
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    import re
+
+    from tqd.tokens import check_token_text, config_lines, new_token
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.name):
+        return _fail("--name: 1 to 64 letters, digits, '.', '_' or '-'", EXIT_USAGE)
+    if args.token_command == "new":
+        token = new_token()
+        print(token)
+        print(config_lines(args.name, token, args.scope), end="", file=sys.stderr)
+        return EXIT_OK
+    token = sys.stdin.readline().rstrip("\r\n")
+    problem = check_token_text(token)
+    if problem is not None:
+        return _fail(f"token hash: {problem}", EXIT_USAGE)
+    print(config_lines(args.name, token, args.scope), end="")
     return EXIT_OK
 
 

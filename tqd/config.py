@@ -19,6 +19,7 @@ import msgspec
 
 from tqd.errors import ConfigError
 from tqd.models import PRIORITY_MAX, PRIORITY_MIN, valid_name
+from tqd.tokens import HASH_PATTERN
 
 DEFAULT_PORT = 7411
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -149,6 +150,24 @@ class ApiConfig(_Section):
     max_body_size: Count = 1024 * 1024
     max_batch: Count = 1000
     max_wait: PositiveSeconds = 60.0
+    #: Origins (``scheme://host[:port]``, or ``"*"``) whose browser pages may
+    #: call the API; empty: CORS is off and cross-origin calls are refused.
+    cors_origins: list[str] = []
+
+
+class TokenConfig(_Section):
+    """``[[tokens]]``: one API token, by its SHA-256 digest (never the token)."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    hash: Annotated[str, msgspec.Meta(pattern=HASH_PATTERN)]
+    scope: Literal["read", "write", "admin"]
+
+
+class TlsConfig(_Section):
+    """``[tls]``: serve HTTPS with this certificate chain and key (PEM files)."""
+
+    cert: str = ""
+    key: str = ""
 
 
 class Config(_Section):
@@ -169,6 +188,9 @@ class Config(_Section):
     roles: RolesConfig = RolesConfig()
     retention: RetentionConfig = RetentionConfig()
     api: ApiConfig = ApiConfig()
+    #: API tokens; with none, the API asks for none (and listens on loopback only).
+    tokens: list[TokenConfig] = []
+    tls: TlsConfig = TlsConfig()
     queues: dict[str, QueueConfig] = {}
     tasks: dict[str, TaskConfig] = {}
     #: Where the config was read from (not a setting).
@@ -333,8 +355,31 @@ def _check(config: Config, source: str, check_paths: bool) -> None:
             parse_handler_string(handler, f"{where}.handler")
         elif isinstance(handler, PythonHandler):
             parse_handler_string(handler.target, f"{where}.handler.target", kind="python")
+    _check_security(config, source)
     if check_paths:
         _check_paths(config, source)
+
+
+def _check_security(config: Config, source: str) -> None:
+    """Tokens, TLS files and CORS origins (see tqd/api/auth.py and cors.py)."""
+    names: set[str] = set()
+    digests: set[str] = set()
+    for i, token in enumerate(config.tokens):
+        if token.name in names:
+            raise ConfigError(f"{source}: tokens[{i}].name: {token.name!r} is used by another token")
+        if token.hash in digests:
+            raise ConfigError(f"{source}: tokens[{i}].hash: the same token is configured twice")
+        names.add(token.name)
+        digests.add(token.hash)
+    if bool(config.tls.cert) != bool(config.tls.key):
+        missing = "key" if config.tls.cert else "cert"
+        raise ConfigError(f"{source}: tls.{missing}: missing (TLS needs both cert and key)")
+    for i, origin in enumerate(config.api.cors_origins):
+        if origin != "*" and not re.fullmatch(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d{1,5})?", origin):
+            raise ConfigError(
+                f"{source}: api.cors_origins[{i}]: expected scheme://host[:port] "
+                f"(no path, no trailing slash) or \"*\", got {origin!r}"
+            )
 
 
 NAME_RULE = (

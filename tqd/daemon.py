@@ -24,6 +24,7 @@ from aiohttp import web
 from tqd.api.app import Services, create_app
 from tqd.clock import Clock, SystemClock
 from tqd.config import Config
+from tqd.exposure import is_loopback, tls_context
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
@@ -101,11 +102,14 @@ class Daemon:
         app = create_app(self.services)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
+        tls = tls_context(cfg)
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=tls)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{port}"
+        self.url = f"{'https' if tls else 'http'}://{shown}:{port}"
+        if cfg.tokens and tls is None and not is_loopback(cfg.host):
+            log.warning("tokens travel in clear text on %s: configure [tls] or a TLS proxy", cfg.listen)
         log.info("tqd listening on %s (storage %s, worker %s)", self.url, storage.kind, self.worker_id)
         return self.url
 

@@ -127,9 +127,15 @@ def query_float(request: web.Request, name: str, low: float, high: float) -> flo
 def create_app(svc: Services) -> web.Application:
     """The aiohttp application for ``svc``: every route under /v1/ plus health."""
     from tqd.api import health, queues, tasks, workers
+    from tqd.api.auth import auth_middleware
+    from tqd.api.cors import cors_middleware
 
+    # Outermost first: the browser guards (which answer preflights without a
+    # token and put CORS headers on every answer, errors included), the JSON
+    # error shape, then authentication.
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=svc.config.api.max_body_size
+        middlewares=[cors_middleware(), errors_middleware, auth_middleware()],
+        client_max_size=svc.config.api.max_body_size,
     )
     app[SERVICES] = svc
     svc.storage.add_listener(svc.waiters.on_changes)
