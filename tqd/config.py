@@ -153,6 +153,13 @@ class ApiConfig(_Section):
     #: Origins (``scheme://host[:port]``, or ``"*"``) whose browser pages may
     #: call the API; empty: CORS is off and cross-origin calls are refused.
     cors_origins: list[str] = []
+    #: Deepest nesting of a payload (orjson cannot encode more than 254 levels).
+    max_depth: Annotated[int, msgspec.Meta(ge=1, le=254)] = 32
+    #: Seconds a connection may take to send a request head (slowloris);
+    #: also how long an idle keep-alive connection stays open.
+    header_timeout: PositiveSeconds = 15.0
+    #: Seconds a request body may take to arrive; 408 after.
+    body_timeout: PositiveSeconds = 30.0
 
 
 class TokenConfig(_Section):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from tqd.api.app import Services, create_app
+from tqd.api.limits import server_settings
 from tqd.clock import Clock, SystemClock
 from tqd.config import Config
 from tqd.exposure import is_loopback, tls_context
@@ -100,7 +101,9 @@ class Daemon:
             storage=storage, catalog=self.catalog, config=cfg, clock=self.clock, pool=self.pool
         )
         app = create_app(self.services)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, **server_settings(cfg)
+        )
         await self._runner.setup()
         tls = tls_context(cfg)
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=tls)

@@ -68,3 +68,12 @@ def test_check_exposure() -> None:
     check_exposure(load(listen="0.0.0.0:7411"), insecure_no_auth=True)
     check_exposure(load(listen="0.0.0.0:7411",
                         tokens=[{"name": "ci", "hash": GOOD_HASH, "scope": "read"}]))
+
+
+def test_limits_have_defaults_and_bounds() -> None:
+    api = load().api
+    assert (api.max_depth, api.header_timeout, api.body_timeout) == (32, 15.0, 30.0)
+    with pytest.raises(ConfigError, match=r"api.max_depth: expected `int` <= 254"):
+        load(api={"max_depth": 255})
+    with pytest.raises(ConfigError, match=r"api.header_timeout: expected `float` > 0.0"):
+        load(api={"header_timeout": 0})

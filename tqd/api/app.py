@@ -8,6 +8,7 @@ logged with its traceback and answers a bare 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tqd.api.limits import RequestTimeout, check_content_type
 from tqd.api.waiters import Waiters
 from tqd.clock import Clock
 from tqd.config import Config
@@ -60,15 +62,24 @@ def error_response(err: TqdError) -> web.Response:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The request body, refused (413) before it is read when it is too large."""
-    limit = request.app[SERVICES].config.api.max_body_size
+    """The request body, refused (413) before it is read when it is too large,
+    (415) when it is not declared JSON, (408) when it arrives too slowly."""
+    api = request.app[SERVICES].config.api
+    limit = api.max_body_size
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"body: {length} bytes is over the limit of {limit} bytes")
+    if request.body_exists:
+        check_content_type(request)
     try:
-        return await request.read()
+        async with asyncio.timeout(api.body_timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"body: over the limit of {limit} bytes") from None
+    except TimeoutError:
+        raise RequestTimeout(
+            f"body: not received within {api.body_timeout:g}s ([api] body_timeout)"
+        ) from None
 
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -129,12 +140,14 @@ def create_app(svc: Services) -> web.Application:
     from tqd.api import health, queues, tasks, workers
     from tqd.api.auth import auth_middleware
     from tqd.api.cors import cors_middleware
+    from tqd.api.limits import input_middleware, quiet_protocol_errors
 
     # Outermost first: the browser guards (which answer preflights without a
     # token and put CORS headers on every answer, errors included), the JSON
-    # error shape, then authentication.
+    # error shape, authentication, then the checks of names in paths.
+    quiet_protocol_errors()
     app = web.Application(
-        middlewares=[cors_middleware(), errors_middleware, auth_middleware()],
+        middlewares=[cors_middleware(), errors_middleware, auth_middleware(), input_middleware],
         client_max_size=svc.config.api.max_body_size,
     )
     app[SERVICES] = svc

@@ -73,14 +73,17 @@ def _field_error(err: msgspec.MsgspecError) -> BadRequest:
     elif missing:
         path, message = ".".join(p for p in (path, missing.group(1)) if p), "required field missing"
     else:
+        message = message.removeprefix("JSON is malformed: ")
         message = message[0].lower() + message[1:]
     if isinstance(err, msgspec.DecodeError) and not path:
         return BadRequest(f"malformed JSON body: {message}")
     return BadRequest(f"{path or 'body'}: {message}")
 
 
-def decode(body: bytes, kind: type) -> Any:
-    """Decode a JSON request body into ``kind``; BadRequest names what is wrong."""
+def decode(body: bytes, kind: type, max_depth: int | None = None) -> Any:
+    """Decode a JSON request body into ``kind``; BadRequest names what is wrong
+    (and ``max_depth``, the configured nesting limit, when the body is too deep
+    for the decoder itself)."""
     if not body.strip():
         raise BadRequest("body: a JSON object is required")
     try:
@@ -90,6 +93,10 @@ def decode(body: bytes, kind: type) -> Any:
     except UnicodeDecodeError:
         raise BadRequest("malformed JSON body: not valid UTF-8") from None
     except RecursionError:
+        if max_depth is not None:
+            raise BadRequest(
+                f"body: nested deeper than {max_depth} levels (the limit, [api] max_depth)"
+            ) from None
         raise BadRequest("malformed JSON body: nested too deeply") from None
 
 

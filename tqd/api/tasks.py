@@ -14,8 +14,9 @@ from tqd.api.app import (
     read_body,
     services,
 )
+from tqd.api.limits import check_payload_depth
 from tqd.api.render import task_json
-from tqd.api.schemas import BatchBody, EnqueueBody, decode, encode_payload
+from tqd.api.schemas import MAX_SECONDS, BatchBody, EnqueueBody, decode, encode_payload
 from tqd.errors import BadRequest, ShuttingDown, UnknownTask
 from tqd.models import FINISHED_STATES, valid_name
 from tqd.runtime.catalog import NewTask
@@ -42,6 +43,8 @@ def _new_task(body: EnqueueBody, where: str, header_key: str | None, now: float)
         run_at = now + body.delay
     elif body.run_at is not None:
         run_at = body.run_at.timestamp()
+        if run_at > now + MAX_SECONDS:
+            raise BadRequest(f"{where}run_at: at most {MAX_SECONDS / 86400 / 365:g} years ahead")
     return NewTask(
         name=body.name,
         payload=encode_payload(body.payload, f"{where}payload"),
@@ -72,7 +75,9 @@ async def enqueue(request: web.Request) -> web.Response:
     """POST /v1/tasks → 201 (created) or 200 (idempotency key matched)."""
     _accepting(request)
     svc = services(request)
-    body = decode(await read_body(request), EnqueueBody)
+    raw = await read_body(request)
+    body = decode(raw, EnqueueBody, svc.config.api.max_depth)
+    check_payload_depth(raw, [("payload", body.payload)], svc.config.api.max_depth)
     now = svc.clock.now()
     task = svc.catalog.build(_new_task(body, "", _header_key(request), now), now)
     (stored, created), = await svc.storage.enqueue([task])
@@ -87,12 +92,18 @@ async def enqueue_batch(request: web.Request) -> web.Response:
     """POST /v1/tasks/batch → 201 with every task, stored all or none."""
     _accepting(request)
     svc = services(request)
-    body = decode(await read_body(request), BatchBody)
+    raw = await read_body(request)
+    body = decode(raw, BatchBody, svc.config.api.max_depth)
     limit = svc.config.api.max_batch
     if not body.tasks:
         raise BadRequest("tasks: at least one task is required")
     if len(body.tasks) > limit:
         raise BadRequest(f"tasks: {len(body.tasks)} tasks is over the batch limit of {limit}")
+    check_payload_depth(
+        raw,
+        ((f"tasks[{i}].payload", item.payload) for i, item in enumerate(body.tasks)),
+        svc.config.api.max_depth,
+    )
     now = svc.clock.now()
     built = []
     for i, item in enumerate(body.tasks):
