@@ -161,13 +161,13 @@ class WorkerPool:
         running = self.running
         for c in changes:
             if type(c) is Change:
-                if c.state == "pending":
-                    if self.serves(c.queue) and c.queue not in self._paused:
-                        self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
-                        self._active.add(c.queue)
-                        wake = True
-                elif c.state != "processing" and c.id in running:
-                    # Someone else ended this task's lease: stop the handler.
+                if c.state == "pending" and self.serves(c.queue) and c.queue not in self._paused:
+                    self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
+                    self._active.add(c.queue)
+                    wake = True
+                if c.state != "processing" and c.id in running:
+                    # Someone else ended this task's lease (cancelled it,
+                    # reclaimed it, deleted it): stop the handler.
                     self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
             elif type(c) is QueueChange:
                 if c.event == "paused":
