@@ -38,14 +38,21 @@ from .routes import source_routes
 MAX_SIZE_MB = 40
 UNIT = ROOT / "packaging" / "tqd.service"
 
+# Imports standard modules tqd itself never uses: the executable bundles the
+# whole standard library for handlers.
 HANDLERS = '''
-import os
+import csv
+import smtplib
+import sqlite3
+import statistics
 import sys
+import xml.etree.ElementTree
+import zoneinfo
 
 
 def describe(payload, ctx):
     return {"payload": payload, "frozen": bool(getattr(sys, "frozen", False)),
-            "task": ctx.name}
+            "task": ctx.name, "mean": statistics.mean(payload)}
 '''
 
 
@@ -105,7 +112,7 @@ def smoke(daemon: Daemon, tmp_path: Path) -> int:
     assert (echoed["state"], echoed["result"]) == ("completed", {"hello": "world"})
     described = run_with_curl(daemon, "py", [1, 2])
     assert described["state"] == "completed", described
-    assert described["result"] == {"payload": [1, 2], "frozen": True, "task": "py"}
+    assert described["result"] == {"payload": [1, 2], "frozen": True, "task": "py", "mean": 1.5}
     completed = 2
     if exec_supported(tmp_path):
         catted = run_with_curl(daemon, "cat", {"via": "exec"})
