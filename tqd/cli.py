@@ -160,9 +160,20 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - platforms without uvloop
         import asyncio
 
-        return asyncio.run(serve(config, on_ready=ready, load=reload))
-    # Not inside the try: an ImportError from the daemon must not restart it.
-    return uvloop.run(serve(config, on_ready=ready, load=reload))
+        status = asyncio.run(serve(config, on_ready=ready, load=reload))
+    else:
+        # Not inside the try: an ImportError from the daemon must not restart it.
+        status = uvloop.run(serve(config, on_ready=ready, load=reload))
+    # Everything is settled or handed back by now. A sync handler may still
+    # be running in a thread (Python cannot stop it); its task was handed
+    # back, so exit without waiting for it (the interpreter would join it).
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _config_check(args: argparse.Namespace) -> int:
