@@ -164,6 +164,16 @@ def test_version_names_version_commit_and_python(tqd_binary: Path, tmp_path: Pat
     assert line.stdout.startswith(f"tqd {__version__} (commit {info['commit']}, Python ")
 
 
+def test_missing_config_exits_2_with_one_line(tqd_binary: Path, tmp_path: Path) -> None:
+    """What the unit relies on (RestartPreventExitStatus=2): the bootloader
+    passes tqd's status through, and the journal gets one line, no traceback."""
+    missing = tmp_path / "etc" / "tqd.toml"
+    done = subprocess.run([str(tqd_binary), "serve", "--config", str(missing)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == f"tqd: {missing}: no such file\n"
+
+
 # -- serving --------------------------------------------------------------------
 
 
