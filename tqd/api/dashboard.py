@@ -74,6 +74,11 @@ class Dashboard:
             )
         return self.folder
 
+    def add_routes(self, app: web.Application) -> None:
+        """Register ``GET /`` and ``GET /assets/{name}``."""
+        app.router.add_get("/", self.index)
+        app.router.add_get("/assets/{name}", self.asset)
+
     async def index(self, request: web.Request) -> web.Response:
         """GET / → the app's page (never cached, so a new build shows at once)."""
         folder = self._require()
@@ -99,8 +104,6 @@ class Dashboard:
         )
 
 
-def add_routes(app: web.Application, folder: Path | None = None) -> None:
-    """Serve the dashboard at ``/`` from ``folder`` (default: :func:`dist_dir`)."""
-    dash = Dashboard(folder if folder is not None else dist_dir())
-    app.router.add_get("/", dash.index)
-    app.router.add_get("/assets/{name}", dash.asset)
+def add_routes(app: web.Application) -> None:
+    """Serve the dashboard at ``/`` from the folder :func:`dist_dir` finds."""
+    Dashboard(dist_dir()).add_routes(app)

@@ -174,3 +174,24 @@ export function useTaskEvents(fn: (e: TaskEvent) => void, deps: unknown[]): void
 export function useResync(fn: () => void, deps: unknown[]): void {
   useEffect(() => live.onResync(fn), deps);
 }
+
+/**
+ * Call `fn` every `ms` while the stream is not online, so pages still
+ * change (more slowly) when the event stream is down or not served.
+ */
+export function useOfflinePoll(fn: () => void, ms: number): void {
+  useEffect(() => {
+    let timer: number | undefined;
+    const sync = (s: LiveState) => {
+      window.clearInterval(timer);
+      timer = s.state === "online" ? undefined : window.setInterval(fn, ms);
+    };
+    sync(liveState.value);
+    const stop = liveState.subscribe(sync);
+    return () => {
+      stop();
+      window.clearInterval(timer);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [fn, ms]);
+}

@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { describe } from "./actions";
 import { api } from "./api";
-import { live, queuesSignal } from "./live";
+import { live, queuesSignal, useOfflinePoll } from "./live";
 import { useSignal } from "./signal";
 import type { Queue } from "./types";
 
@@ -36,10 +36,15 @@ export function updateQueue(q: Queue): void {
   queuesSignal.value = list.map((x) => (x.name === name ? { ...x, ...q, name, paused, counts } : x));
 }
 
+function pollQueues(): void {
+  refreshQueues().catch(() => undefined);
+}
+
 /** The queues with their counts, and the error of the last fetch. */
 export function useQueues(): { queues: Queue[] | null; error: string | null } {
   const queues = useSignal(queuesSignal);
   const [error, setError] = useState<string | null>(null);
+  useOfflinePoll(pollQueues, 5000);
   useEffect(() => {
     refreshQueues().then(
       () => setError(null),

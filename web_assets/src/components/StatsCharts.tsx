@@ -5,22 +5,11 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api } from "../api";
 import { useInterval, useLoad, useThrottle } from "../hooks";
 import { queuesSignal, useResync } from "../live";
-import type { Stats } from "../types";
+import { toColumns } from "../stats";
 import { Chart } from "./Chart";
 import { ErrorBox, Section } from "./ui";
 
 const RANGES = ["10m", "24h"] as const;
-
-/** Per-second rates and latencies as uPlot columns. */
-export function toColumns(stats: Stats): { rates: (number | null)[][]; latency: (number | null)[][] } {
-  const step = stats.step > 0 ? stats.step : 1;
-  const t = stats.series.map((p) => p.t);
-  const per = (k: "enqueued" | "completed" | "failed") => stats.series.map((p) => p[k] / step);
-  return {
-    rates: [t, per("enqueued"), per("completed"), per("failed")],
-    latency: [t, stats.series.map((p) => p.latency_p50_ms), stats.series.map((p) => p.latency_p99_ms)],
-  };
-}
 
 export function StatsCharts({ queue }: { queue?: string }) {
   const [range, setRange] = useState<(typeof RANGES)[number]>("10m");

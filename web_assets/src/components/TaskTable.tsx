@@ -7,7 +7,7 @@ import { act, ask, eachId, notify } from "../actions";
 import { api, type TaskFilter } from "../api";
 import { ago, clip, count } from "../format";
 import { useLoad, useNow, useThrottle } from "../hooks";
-import { useLiveQueues, useResync, useTaskEvents } from "../live";
+import { useLiveQueues, useOfflinePoll, useResync, useTaskEvents } from "../live";
 import { href, navigate } from "../router";
 import type { Task } from "../types";
 import { ErrorBox, Loading, StateBadge } from "./ui";
@@ -46,6 +46,7 @@ export function TaskTable({ filter, pageHref, empty }: Props) {
   useLiveQueues(queue ? [queue] : null);
   const refetch = useThrottle(page.reload, 1000);
   useResync(refetch, [refetch]);
+  useOfflinePoll(refetch, 5000);
   useTaskEvents(
     (e) => {
       setRows((current) => {
@@ -85,7 +86,7 @@ export function TaskTable({ filter, pageHref, empty }: Props) {
         kind === "delete"
           ? "Deleted tasks are gone for good, with their payloads and results."
           : "Cancelled tasks will not run; a running one is stopped.",
-        spec.label,
+        `${spec.label} ${chosen.length === 1 ? "task" : "tasks"}`,
       );
       if (!ok) return;
     }
@@ -195,7 +196,7 @@ export async function taskAction(kind: Bulk, task: Task): Promise<Task | null | 
             kind === "delete"
               ? `Task ${task.id} (${clip(task.name, 80)}) is deleted for good, with its payload and result.`
               : `Task ${task.id} (${clip(task.name, 80)}) will not run${task.state === "processing" ? "; its running attempt is stopped" : ""}.`,
-          confirmLabel: spec.label,
+          confirmLabel: `${spec.label} task`,
         }
       : undefined,
     () => `${spec.verb} ${task.id}`,

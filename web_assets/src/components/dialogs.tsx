@@ -30,7 +30,7 @@ export function ConfirmDialog() {
         <p class="modal-body">{req.body}</p>
         <div class="modal-actions">
           <button type="button" onClick={() => answer(false)}>
-            Cancel
+            Back
           </button>
           <button type="button" ref={okRef} class={req.danger ? "danger" : "primary"} onClick={() => answer(true)}>
             {req.confirmLabel}

@@ -1,13 +1,13 @@
 // Queue: counts, limits (where the API has them), pause/resume, purge by
 // state, redrive the dead letters, and this queue's charts.
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { act } from "../actions";
 import { api } from "../api";
 import { StatsCharts } from "../components/StatsCharts";
 import { ErrorBox, Loading, Section } from "../components/ui";
 import { count, pretty } from "../format";
 import { useLoad } from "../hooks";
-import { queuesSignal, useLiveQueues, useResync } from "../live";
+import { queuesSignal, useLiveQueues, useOfflinePoll, useResync } from "../live";
 import { refreshQueues, updateQueue } from "../queues";
 import { href } from "../router";
 import { useSignal } from "../signal";
@@ -19,6 +19,11 @@ export function Queue({ name }: { name: string }) {
   useLiveQueues([]);
   const fetched = useLoad(() => api.queue(name), [name]);
   useResync(fetched.reload, [name]);
+  useOfflinePoll(fetched.reload, 5000);
+  // A fresh answer also refreshes the shared list, which the page shows.
+  useEffect(() => {
+    if (fetched.data) updateQueue(fetched.data);
+  }, [fetched.data]);
   const list = useSignal(queuesSignal);
   const liveQ = list?.find((q) => q.name === name);
   // The single-queue answer may carry more (limits); live counts are fresher.
@@ -32,10 +37,21 @@ export function Queue({ name }: { name: string }) {
       </div>
     );
   }
-  return <QueueView queue={queue} onChange={(q) => { updateQueue(q); fetched.reload(); }} />;
+  const onChange = (q: QueueT) => {
+    updateQueue(q);
+    fetched.reload();
+  };
+  return <QueueView queue={queue} error={fetched.error} onChange={onChange} />;
 }
 
-function QueueView({ queue, onChange }: { queue: QueueT; onChange: (q: QueueT) => void }) {
+interface ViewProps {
+  queue: QueueT;
+  /** Why the last fetch of this queue failed (the list still had it). */
+  error: string | null;
+  onChange: (q: QueueT) => void;
+}
+
+function QueueView({ queue, error, onChange }: ViewProps) {
   const [purgeState, setPurgeState] = useState<string>("completed");
   const failed = queue.counts?.failed ?? 0;
   const name = queue.name;
@@ -93,6 +109,7 @@ function QueueView({ queue, onChange }: { queue: QueueT; onChange: (q: QueueT) =
           {queue.paused ? "Resume" : "Pause"}
         </button>
       </div>
+      {error && <ErrorBox error={error} />}
       <div class="tiles">
         {STATES.map((s) => (
           <a key={s} class={`tile state-${s}`} data-state={s} href={s === "failed" ? href.dead({ queue: name }) : href.tasks({ queue: name, state: s })}>

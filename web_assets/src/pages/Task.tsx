@@ -6,7 +6,7 @@ import { ErrorBox, Json, Loading, Section, StateBadge } from "../components/ui";
 import { ago, count, localTime, progressOf } from "../format";
 import { useInterval, useLoad, useNow, useThrottle } from "../hooks";
 import { api } from "../api";
-import { useLiveQueues, useResync, useTaskEvents } from "../live";
+import { useLiveQueues, useOfflinePoll, useResync, useTaskEvents } from "../live";
 import { href, navigate } from "../router";
 import type { Task as TaskT, TaskError } from "../types";
 
@@ -20,6 +20,7 @@ export function Task({ id }: { id: string }) {
   const refetch = useThrottle(task.reload, 300);
   useTaskEvents((e) => e.id === id && refetch(), [id, refetch]);
   useResync(refetch, [refetch]);
+  useOfflinePoll(refetch, 3000);
   // Progress reports are not state changes: poll while it runs.
   useInterval(() => t?.state === "processing" && t.progress !== undefined && refetch(), 2000);
 
