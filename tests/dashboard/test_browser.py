@@ -200,3 +200,4 @@ def test_offline_is_shown_and_the_stream_comes_back(tqd: Daemon, probe: PageProb
         task = enqueue(second, "tqd.noop", queue="after")
         expect(page.locator("tr[data-queue=after]")).to_be_visible()
         assert task["id"]
+        page.goto("about:blank")  # close the stream before tqd stops

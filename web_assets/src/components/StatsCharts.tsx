@@ -6,12 +6,33 @@ import { api } from "../api";
 import { useInterval, useLoad, useThrottle } from "../hooks";
 import { queuesSignal, useResync } from "../live";
 import { toColumns } from "../stats";
-import { Chart } from "./Chart";
+import type { Chart as ChartT } from "./Chart";
 import { ErrorBox, Section } from "./ui";
 
 const RANGES = ["10m", "24h"] as const;
 
+// uPlot is half of the app's code and only these charts use it: it loads as
+// a separate chunk, so pages without charts start faster.
+let chartModule: Promise<typeof ChartT> | null = null;
+function loadChart(): Promise<typeof ChartT> {
+  chartModule ??= import("./Chart").then((m) => m.Chart);
+  return chartModule;
+}
+
+function useChart(): typeof ChartT | null {
+  const [chart, setChart] = useState<typeof ChartT | null>(null);
+  useEffect(() => {
+    let live = true;
+    loadChart().then((c) => live && setChart(() => c));
+    return () => {
+      live = false;
+    };
+  }, []);
+  return chart;
+}
+
 export function StatsCharts({ queue }: { queue?: string }) {
+  const Chart = useChart();
   const [range, setRange] = useState<(typeof RANGES)[number]>("10m");
   const stats = useLoad(() => api.stats(range, queue), [range, queue]);
   const refresh = useThrottle(stats.reload, 2000);
@@ -32,7 +53,7 @@ export function StatsCharts({ queue }: { queue?: string }) {
   let body;
   if (stats.status === 404) body = <p class="muted">This tqd does not serve statistics (GET /v1/stats).</p>;
   else if (stats.error && !cols) body = <ErrorBox error={stats.error} />;
-  else if (!cols) body = <div class="charts placeholder" />;
+  else if (!cols || !Chart) body = <div class="charts placeholder" />;
   else
     body = (
       <div class="charts">
