@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -230,7 +231,29 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return err.code, err.headers.get_content_type(), err.read()
 
 
+#: Same-origin files a page, script or style sheet refers to (src=, href=,
+#: import("./x.js"), url(x.css), "assets/x.js").
+_REFERENCE = re.compile(
+    r"""(?:src|href)=["']([^"'#?]+)["']|["'(]((?:\.{0,2}/)?[A-Za-z0-9_./-]+\.(?:js|mjs|css|svg|png|ico|woff2?|json|map))["')]"""
+)
+_WEB_TYPES = ("text/html", "text/css", "application/javascript", "text/javascript")
+
+
+def referenced_paths(page: str, body: bytes) -> set[str]:
+    """URL paths on the same origin that ``body`` (served at ``page``) refers to."""
+    found = set()
+    for m in _REFERENCE.finditer(body.decode("utf-8", "replace")):
+        ref = m.group(1) or m.group(2)
+        if ref.startswith(("http:", "https:", "//", "data:", "mailto:", "javascript:")):
+            continue
+        found.add(urllib.parse.urljoin("http://x" + page, ref).removeprefix("http://x"))
+    return found
+
+
 def test_serves_every_route_the_source_tree_serves(tqd_binary: Path, tmp_path: Path) -> None:
+    """Every GET route without parameters, every file of a static route, and
+    every file the served pages, scripts and style sheets refer to (followed
+    from page to page): same status and type, same bytes for web files."""
     plain, files = source_routes(tmp_path / "probe")
     assert "/healthz" in plain
     source_dir, binary_dir = tmp_path / "source", tmp_path / "binary"
@@ -239,16 +262,25 @@ def test_serves_every_route_the_source_tree_serves(tqd_binary: Path, tmp_path: P
     source = Daemon(f"sqlite://{source_dir}/tqd.db", config=write_config(source_dir))
     binary = binary_daemon(tqd_binary, f"sqlite://{binary_dir}/tqd.db", write_config(binary_dir))
     with source, binary:
-        differences = []
-        for path in plain + files:
+        differences, seen, web_files = [], set(), 0
+        todo = [*plain, *files]
+        while todo and len(seen) < 500:
+            path = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
             s_status, s_type, s_body = fetch(source.url + path)
             b_status, b_type, b_body = fetch(binary.url + path)
-            same_body = path in files or s_type in ("text/html", "text/css", "application/javascript")
+            same_body = path in files or s_type in _WEB_TYPES
             if (s_status, s_type) != (b_status, b_type) or (same_body and s_body != b_body):
                 differences.append(f"{path}: source {s_status} {s_type} {len(s_body)}B, "
                                    f"binary {b_status} {b_type} {len(b_body)}B")
+            if s_status == 200 and s_type in _WEB_TYPES:
+                web_files += 1
+                todo += sorted(referenced_paths(path, s_body) - seen)
         assert not differences, "\n".join(differences)
-        print(f"\n{len(plain)} routes and {len(files)} static files served alike")
+        print(f"\n{len(seen)} paths compared ({len(plain)} routes, {len(files)} static files, "
+              f"{web_files} web files served alike)")
 
 
 @pytest.mark.parametrize(("path", "who"), [("/", "the dashboard (issue 7)"), ("/docs", "the API docs (issue 4)")])
