@@ -237,6 +237,7 @@ async def serve(
     await reloader  # lets a reload in progress finish before the drain
     await daemon.stop()
     keeper.cancel()
+    await asyncio.gather(keeper, return_exceptions=True)
     notifier.close()
     return 0
 

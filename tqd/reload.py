@@ -11,7 +11,9 @@ Which settings change at run time is an explicit list, LIVE_SETTINGS. Every
 other changed setting (the listen address, the store, the background roles'
 intervals, ...) keeps its running value and is named in the log as needing a
 restart. To make a new setting reloadable, add it to LIVE_SETTINGS and apply
-it in ``reload_daemon``.
+it in ``reload_daemon``. The tables ``tasks`` and ``queues`` are live as a
+whole: a new key inside them (say a queue's rate limit) must also be applied
+here, or be read from ``daemon.config`` each time it is used.
 
 Tasks already running keep the handler they started with; the old handlers
 are closed once the last of those tasks finishes.
