@@ -87,7 +87,7 @@ class Daemon:
                 storage,
                 self.catalog,
                 self.handlers,
-                pool_settings(cfg, self.worker_id),
+                pool_settings(cfg, self.catalog, self.worker_id),
                 self.clock,
             )
         self._start_roles()

@@ -99,8 +99,10 @@ def keep_running_values(old: Config, new: Config, names: list[str]) -> Config:
     return msgspec.structs.replace(new, **top)
 
 
-def pool_settings(config: Config, worker_id: str) -> PoolSettings:
-    """The worker pool's settings from ``[worker]`` and ``[queues.*]``."""
+def pool_settings(config: Config, catalog: Catalog, worker_id: str) -> PoolSettings:
+    """The worker pool's settings from ``[worker]``, ``[queues.*]`` and what the
+    task definitions of ``catalog`` imply. The one place they are built, at
+    start and at each reload."""
     return PoolSettings(
         worker_id=worker_id,
         concurrency=config.worker.concurrency,
@@ -140,7 +142,7 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
 
     old_handlers = daemon.handlers
     if daemon.pool is not None:
-        await daemon.pool.apply(catalog, handlers, pool_settings(config, daemon.worker_id))
+        await daemon.pool.apply(catalog, handlers, pool_settings(config, catalog, daemon.worker_id))
         shortest = min(d.visibility_timeout for d in catalog.definitions())
         for role in daemon.roles:
             if isinstance(role, Heartbeat):
