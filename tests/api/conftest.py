@@ -67,7 +67,11 @@ class Api:
         if state == "cancelled":
             await self.store.cancel(task["id"], self.svc.clock.now())
         else:
-            (leased,) = [t for t in await self.lease(queue) if t.id == task["id"]]
+            leased_now = await self.lease(queue)
+            (leased,) = [t for t in leased_now if t.id == task["id"]]
+            others = [Outcome(task_id=t.id, token=t.lease_token, kind="release")
+                      for t in leased_now if t is not leased]
+            await self.store.settle(others, self.svc.clock.now())  # theirs is not to change
             if state == "completed":
                 await self.finish(leased)
             elif state == "failed":

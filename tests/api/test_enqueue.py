@@ -133,7 +133,7 @@ async def test_50_concurrent_identical_requests_create_one_task(api: Api) -> Non
     assert len({body["id"] for _, body in answers}) == 1
     info = await api.store.queue("default")
     assert info.counts["pending"] == 1
-    status, page = await api.call("GET", "/v1/tasks?limit=100")
+    _, page = await api.call("GET", "/v1/tasks?limit=100")
     assert len(page["tasks"]) == 1
 
 
