@@ -137,7 +137,11 @@ class Daemon:
         """Drain and stop every part, in reverse order of start."""
         if self.services is not None:
             self.services.draining = True
-        log.info("stopping: no new tasks accepted")
+        # A start that failed says why in one line (the CLI prints it); the
+        # clean-up after it is not news.
+        started = bool(self.url)
+        if started:
+            log.info("stopping: no new tasks accepted")
         if self.pool is not None:
             handed_back = await self.pool.stop(self.config.shutdown_grace)
             if handed_back:
@@ -159,7 +163,8 @@ class Daemon:
             await self.handlers.close()
         if self.storage is not None:
             await self.storage.close()
-        log.info("stopped")
+        if started:
+            log.info("stopped")
 
 
 async def serve(config: Config, on_ready: callable | None = None) -> int:  # type: ignore[valid-type]
