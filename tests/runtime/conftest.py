@@ -32,3 +32,15 @@ async def store(tmp_path) -> AsyncIterator[SqliteStorage]:
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture
+async def other(store: SqliteStorage) -> AsyncIterator[SqliteStorage]:
+    """A second handle on the same file, standing for another process: the
+    changes it makes are not announced to the listeners of ``store``."""
+    s = SqliteStorage(store.path, exclusive=False)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -7,6 +7,7 @@ a third of its visibility timeout has passed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -102,20 +103,22 @@ async def test_heartbeat_round(
 
 
 async def test_lost_lease_stops_the_handler(
-    store: SqliteStorage, clock: FakeClock, make: TaskMaker, blocker: Blocker
+    store: SqliteStorage, other: SqliteStorage, clock: FakeClock, make: TaskMaker,
+    blocker: Blocker,
 ) -> None:
     """The lease ran out and another worker holds the task now: the extend is
     refused, the handler is cancelled, nothing is settled over the new lease."""
     t0 = clock.now()
-    # Concurrency 1: the pool is full, so it cannot lease the reclaimed task itself.
-    pool, tasks = await _running_pool(store, clock, make, blocker, {"a": 30}, concurrency=1)
+    pool, tasks = await _running_pool(store, clock, make, blocker, {"a": 30})
     task = tasks["a"]
     try:
-        # The heartbeat stalled past the deadline; some supervisor reclaimed
-        # the task and another worker leased it under a new token. A pending
-        # or processing change does not tell this pool that its lease is gone.
-        await store.reclaim_expired(t0 + 31)
-        (other,) = await store.lease("q-a", 1, "w-other", t0 + 31)
+        # The heartbeat stalled past the deadline; another process's
+        # supervisor reclaimed the task and its worker leased it under a new
+        # token. This pool heard nothing of it: only the heartbeat can tell.
+        await other.reclaim_expired(t0 + 31)
+        (theirs,) = await other.lease("q-a", 1, "w-other", t0 + 31)
+        await asyncio.sleep(0.05)
+        assert blocker.ended == {} and task.id in pool.running
         heartbeat = Heartbeat(store, pool, clock, interval=5.0)
 
         await heartbeat.run_once(t0 + 31)
@@ -126,8 +129,8 @@ async def test_lost_lease_stops_the_handler(
         stored = await store.get(task.id)
         assert stored is not None
         assert (stored.state, stored.worker, stored.lease_token) == (
-            "processing", "w-other", other.lease_token)
-        assert stored.lease_expires_at == other.lease_expires_at
+            "processing", "w-other", theirs.lease_token)
+        assert stored.lease_expires_at == theirs.lease_expires_at
     finally:
         await pool.stop(0)
 

@@ -443,11 +443,12 @@ async def test_stop_lets_short_tasks_finish_and_hands_back_long_ones(harness: Ha
 
 
 async def test_a_task_reclaimed_and_leased_again_by_the_same_pool(
-    store: SqliteStorage, make: TaskMaker, clock: FakeClock
+    store: SqliteStorage, other: SqliteStorage, make: TaskMaker, clock: FakeClock
 ) -> None:
-    """The heartbeat stalled, the supervisor reclaimed a running task and this
-    very pool leased it again: the old run stops (its lease is gone), the new
-    run completes, and the pool's bookkeeping stays right."""
+    """The heartbeat stalled, another process reclaimed a running task without
+    this pool hearing of it, and this very pool leased it again: the old run
+    stops (its lease is gone), the new run completes, and the pool's
+    bookkeeping stays right (no lost slot, no error in a finished job)."""
     blocker = Blocker()
     pool = pool_with(store, clock, {"block": blocker}, concurrency=4)
     task = make("block", queue="q", visibility_timeout=30)
@@ -457,22 +458,25 @@ async def test_a_task_reclaimed_and_leased_again_by_the_same_pool(
     asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
     try:
         await until(lambda: len(blocker.started) == 1, message="first run")
-        await store.reclaim_expired(clock.now() + 31)
-        await until(lambda: len(blocker.started) == 2, message="second run")
+        await other.reclaim_expired(clock.now() + 31)
+        # A new task wakes the pool; it leases the reclaimed one (older) too.
+        nudge = make("block", queue="q")
+        await store.enqueue([nudge])
+        await until(lambda: len(blocker.started) == 3, message="second run and the nudge")
+        assert blocker.started.count(task.id) == 2
         await until(lambda: blocker.ended.get(task.id) == "cancelled", message="first run stopped")
-        assert list(pool.running) == [task.id]
+        assert sorted(pool.running) == sorted([task.id, nudge.id])
         blocker.release.set()
-        await until(lambda: not pool.running, message="second run ended")
+        await until(lambda: not pool.running, message="both runs ended")
 
         async def completed() -> bool:
             stored = await store.get(task.id)
             return stored is not None and stored.state == "completed"
 
         await until(completed, message="the second run settled")
-        # The slot came back: the pool can fill all four slots again.
+        # Every slot came back: the pool fills all four again.
         blocker.release.clear()
-        more = make.many(4, name="block", queue="q")
-        await store.enqueue(more)
+        await store.enqueue(make.many(4, name="block", queue="q"))
         await until(lambda: len(pool.running) == 4, message="four slots in use")
         assert errors == []
     finally:
