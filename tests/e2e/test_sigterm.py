@@ -7,6 +7,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import stored_tasks, write_config
 from tests.helpers.daemon import Daemon, wait_until
 
@@ -28,13 +30,16 @@ def _start(tmp_path: Path, grace: float) -> tuple[Daemon, Path]:
     return daemon.start(), db
 
 
-def test_sigterm_lets_the_running_task_finish_and_leaves_pending_ones(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_lets_the_running_task_finish_and_leaves_pending_ones(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     daemon, db = _start(tmp_path, grace=20)
     try:
         running = _enqueue_sleep(daemon, 0.8)
         waiting = [_enqueue_sleep(daemon, 0.01) for _ in range(3)]  # concurrency 1: they wait
         wait_until(lambda: _state(daemon, running) == "processing", message="the first task runs")
-        daemon.signal(signal.SIGTERM)
+        daemon.signal(signum)
         assert daemon.wait(30) == 0
     finally:
         daemon.kill()

@@ -482,3 +482,22 @@ async def test_a_task_reclaimed_and_leased_again_by_the_same_pool(
     finally:
         blocker.release.set()
         await pool.stop(0)
+
+
+async def test_a_reclaim_announced_in_this_process_stops_the_handler_at_once(
+    store: SqliteStorage, make: TaskMaker, clock: FakeClock
+) -> None:
+    """When the reclaim is made through the pool's own store, its change event
+    stops the handler without waiting for a heartbeat."""
+    blocker = Blocker()
+    pool = pool_with(store, clock, {"block": blocker}, concurrency=1)
+    task = make("block", queue="q", visibility_timeout=30)
+    await store.enqueue([task])
+    await pool.start()
+    try:
+        await until(lambda: len(blocker.started) == 1, message="running")
+        await store.reclaim_expired(clock.now() + 31)
+        await until(lambda: blocker.ended.get(task.id) == "cancelled", message="handler stopped")
+    finally:
+        blocker.release.set()
+        await pool.stop(0)
