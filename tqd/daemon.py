@@ -5,7 +5,8 @@ Start: store → catalog and handlers → queues declared → orphaned leases
 taken back (single-process stores) → roles → worker pool → HTTP API.
 Stop (SIGTERM/SIGINT): the API keeps answering but refuses new tasks (503)
 → the pool stops leasing, lets running tasks finish within the grace and
-hands back the rest → roles stop → the API closes → the store closes. A
+hands back the rest → long polls (``?wait=``) are answered → roles stop →
+the API closes → the store closes. A
 second signal exits at once.
 """
 
@@ -146,6 +147,9 @@ class Daemon:
             handed_back = await self.pool.stop(self.config.shutdown_grace)
             if handed_back:
                 log.warning("handed back %d tasks that did not finish within the grace", handed_back)
+        if self.services is not None:
+            # Running tasks have ended or been handed back: answer long polls now.
+            self.services.waiters.close()
         for role in self.roles:
             role.stop()
         if self._role_jobs:
