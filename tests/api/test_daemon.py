@@ -3,6 +3,7 @@ declared, tasks run by the pool, the process registered, and a drain."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
 
@@ -96,3 +97,29 @@ async def test_daemon_runs_the_whole_life_cycle(tmp_path: Path) -> None:
             assert (await get(sleeper["id"]))["state"] == "cancelled"
     finally:
         await daemon.stop()
+
+
+async def test_a_long_poll_does_not_hold_the_stop(tmp_path: Path) -> None:
+    """A client waiting on ?wait=60 for a task that will not end gets its
+    answer (the task as it is) when the drain ends, and the stop does not
+    wait for the 60 s; a ?wait= that arrives later answers at once."""
+    config = load_config(None, env={}, overrides={
+        "listen": "127.0.0.1:0", "storage": f"sqlite://{tmp_path / 'tqd.db'}", "shutdown_grace": 0.5,
+    })
+    daemon = Daemon(config)
+    url = await daemon.start()
+    async with aiohttp.ClientSession(url) as http:
+        async with http.post("/v1/tasks", json={"name": "tqd.noop", "delay": 3600}) as resp:
+            task = await resp.json()
+
+        async def long_poll() -> tuple[int, dict]:
+            async with http.get(f"/v1/tasks/{task['id']}?wait=60") as resp:
+                return resp.status, await resp.json()
+
+        poll = asyncio.create_task(long_poll())
+        waiters = daemon.services.waiters
+        await until(lambda: waiters._by_id, message="the poll waits")
+        await asyncio.wait_for(daemon.stop(), 15)  # long before the 60 s would end
+        status, body = await asyncio.wait_for(poll, 5)
+    assert status == 200 and body["state"] == "scheduled"
+    assert waiters.watch(task["id"]).done()  # a later watch does not wait

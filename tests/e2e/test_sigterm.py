@@ -91,3 +91,4 @@ def test_a_second_sigterm_exits_at_once(tmp_path: Path) -> None:
         assert task["attempts"] == 1 and task["error"]["kind"] == "lost"
     finally:
         again.kill()
+
