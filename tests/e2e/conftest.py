@@ -13,7 +13,8 @@ PYMODS = Path(__file__).parent / "pymods"
 
 
 def write_config(path: Path, *, concurrency: int, grace: float = 25.0) -> Path:
-    """A tqd.toml with the ledger task ``e2e.ledger`` in queue ``e2e``."""
+    """A tqd.toml with the ledger task ``e2e.ledger`` in queue ``e2e`` and
+    ``e2e.block``, a sync handler that holds its thread."""
     path.write_text(
         f'python_path = ["{PYMODS}"]\n'
         f"shutdown_grace = {grace}\n"
@@ -22,6 +23,8 @@ def write_config(path: Path, *, concurrency: int, grace: float = 25.0) -> Path:
         "[tasks.\"e2e.ledger\"]\n"
         'handler = "tqd_e2e_ledger:run"\n'
         'queue = "e2e"\n'
+        "[tasks.\"e2e.block\"]\n"
+        'handler = "tqd_e2e_ledger:block"\n'
     )
     return path
 

@@ -13,8 +13,8 @@ from tests.e2e.conftest import stored_tasks, write_config
 from tests.helpers.daemon import Daemon, wait_until
 
 
-def _enqueue_sleep(daemon: Daemon, seconds: float) -> str:
-    status, task = daemon.call("POST", "/v1/tasks", {"name": "tqd.sleep", "payload": {"seconds": seconds}})
+def _enqueue_sleep(daemon: Daemon, seconds: float, name: str = "tqd.sleep") -> str:
+    status, task = daemon.call("POST", "/v1/tasks", {"name": name, "payload": {"seconds": seconds}})
     assert status == 201, task
     return task["id"]
 
@@ -51,10 +51,11 @@ def test_sigterm_lets_the_running_task_finish_and_leaves_pending_ones(
         assert (task.state, task.attempts, task.errors, task.started_at) == ("pending", 0, [], None)
 
 
-def test_a_task_longer_than_the_grace_is_handed_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["tqd.sleep", "e2e.block"], ids=["async", "sync-in-a-thread"])
+def test_a_task_longer_than_the_grace_is_handed_back(tmp_path: Path, name: str) -> None:
     daemon, db = _start(tmp_path, grace=0.5)
     try:
-        long = _enqueue_sleep(daemon, 60)
+        long = _enqueue_sleep(daemon, 60, name)
         wait_until(lambda: _state(daemon, long) == "processing", message="the long task runs")
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0  # after the grace, not after the 60 s task

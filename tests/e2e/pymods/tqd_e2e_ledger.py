@@ -17,3 +17,11 @@ async def run(payload, ctx):
     finally:
         os.close(fd)
     return None
+
+
+def block(payload, ctx):
+    """A sync handler that holds its thread for ``payload["seconds"]``."""
+    import time
+
+    time.sleep(payload["seconds"])
+    return None
