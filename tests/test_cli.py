@@ -1,7 +1,7 @@
 """The client commands of `tqd` against a real `tqd serve` subprocess.
 
 The exit statuses (0 ok, 1 the task failed with --wait, 2 usage error, 3
-server unreachable) are checked on real `tqd` processes; the commands'
+server unreachable, 4 the wait ran out) are checked on real `tqd` processes; the commands'
 output is checked by calling the CLI's ``main`` in this process (the same
 code and HTTP requests, without an interpreter start per command).
 """
@@ -180,3 +180,12 @@ def test_exit_3_when_the_server_is_unreachable(tmp_path: Path) -> None:
     assert "cannot reach tqd" in line and url in line
     proc = run_tqd("get", "00000000000000000000", env={"TQD_URL": url})
     assert proc.returncode == 3 and url in one_line_error(proc)
+
+
+def test_exit_4_when_the_wait_runs_out_first(daemon: Daemon) -> None:
+    proc = run_tqd("--url", daemon.url, "enqueue", "tqd.sleep", '{"seconds": 30}', "--wait", "0.3")
+    assert proc.returncode == 4
+    assert json.loads(proc.stdout)["state"] in ("pending", "processing")
+    assert "still" in one_line_error(proc)
+    task_id = json.loads(proc.stdout)["id"]
+    run_tqd("--url", daemon.url, "cancel", task_id)
