@@ -1,9 +1,10 @@
 """Where tqd's bundled files (dashboard, API docs, build info) are at run time.
 
 From a source checkout they sit beside the ``tqd`` package (``web_assets/…``
-at the repository root). In the one-file executable PyInstaller unpacks them
-under ``sys._MEIPASS`` with the same relative paths (packaging/tqd.spec puts
-them there). Code that serves a file asks this module for its folder instead
+at the repository root). A regular ``pip install`` copies them into the
+package as ``tqd/_bundle/…`` (setup.py). In the one-file executable
+PyInstaller unpacks them under ``sys._MEIPASS`` with the same relative paths
+(packaging/tqd.spec puts them there). Code that serves a file asks this module for its folder instead
 of building paths from ``__file__``, so it works in both cases::
 
     from tqd.assets import asset_dir
@@ -18,6 +19,8 @@ from pathlib import Path
 
 #: The repository root when running from a checkout (parent of tqd/).
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+#: Where a regular (non-editable) install keeps them, inside the package.
+INSTALLED_ROOT = Path(__file__).resolve().parent / "_bundle"
 
 
 def is_frozen() -> bool:
@@ -28,10 +31,13 @@ def is_frozen() -> bool:
 def bundle_root() -> Path:
     """The folder that bundled paths are relative to.
 
-    ``sys._MEIPASS`` in the executable; the repository root in a checkout.
+    ``sys._MEIPASS`` in the executable; ``tqd/_bundle`` in an installed
+    package; the repository root in a checkout.
     """
     if is_frozen():
         return Path(sys._MEIPASS)  # type: ignore[attr-defined]
+    if INSTALLED_ROOT.is_dir():
+        return INSTALLED_ROOT
     return SOURCE_ROOT
 
 
