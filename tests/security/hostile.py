@@ -53,7 +53,7 @@ def nested(depth: int) -> bytes:
     return b'{"name": "tqd.noop", "payload": ' + b"[" * depth + b"]" * depth + b"}"
 
 
-QUEUE_RULE = "is not a queue name"
+QUEUE_RULE = "queue: 1 to 128 letters"
 CASES: list[Case] = [
     # malformed bodies
     Case("truncated JSON", enqueue(b'{"name": '), 400, "malformed JSON body: input data was truncated"),

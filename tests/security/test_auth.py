@@ -47,10 +47,10 @@ async def test_every_route_but_public_ones_answers_401_without_token(make_client
     checked = 0
     for method, route in routes:
         resp = await client.request(method, concrete(route), json={} if method != "GET" else None)
-        body = await resp.json()
         if route in PUBLIC_ROUTES:
             assert resp.status != 401, (method, route)
             continue
+        body = await resp.json()
         assert resp.status == 401, (method, route, body)
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
         assert body["error"]["code"] == "unauthorized"
@@ -214,3 +214,18 @@ def test_hash_format() -> None:
     token = new_token()
     assert token.startswith("tqd_") and len(token) == 47
     assert tokens_module.check_token_text(token) is None
+
+
+async def test_dashboard_files_load_without_a_token_its_data_does_not(make_client: Any) -> None:
+    from tqd.api.dashboard import dist_dir
+
+    folder = dist_dir()
+    assert folder is not None, "the dashboard bundle is missing from this checkout"
+    asset = next((folder / "assets").iterdir()).name
+    client = await make_client(tokens=token_config("read"))
+    page = await client.get("/")
+    assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    assert (await client.get(f"/assets/{asset}")).status == 200
+    assert (await client.get("/assets/nothing.js")).status == 404
+    assert (await client.get("/v1/queues")).status == 401
+    assert (await client.get("/v1/queues", headers=bearer("read"))).status == 200

@@ -9,15 +9,23 @@ can reach through its visitor's browser.
   answered 204 without a token, and every answer carries
   ``Access-Control-Allow-Origin`` for it. A preflight from any other origin
   gets 403 and no CORS header, so the browser never sends the request.
-- **Origin check**: a request whose ``Origin`` is neither this server (the
-  dashboard) nor listed gets 403. Browsers send ``Origin`` with every
-  cross-site POST and every WebSocket handshake (a WebSocket is not covered
-  by CORS at all); curl and programs send none and are not affected.
-- **Host check** (DNS rebinding): when no tokens are configured and tqd
-  listens on loopback, a request must be addressed to a loopback name
-  (``localhost``, ``127.0.0.1``, ``[::1]``). Otherwise a site whose name
-  resolves first to itself and then to 127.0.0.1 would be "same origin" with
-  tqd in its visitor's browser.
+- **Origin check**, when no tokens are configured: a POST, PUT, PATCH or
+  DELETE, or a WebSocket handshake, whose ``Origin`` is neither this server
+  (the dashboard) nor listed gets 403. Without tokens nothing but the network
+  says who may act, so a page of another site must not act through its
+  visitor's browser (browsers send ``Origin`` with every cross-site POST and
+  every WebSocket handshake; a WebSocket is not covered by CORS at all).
+  Cross-origin GETs pass: they change nothing, and without CORS headers the
+  page cannot read the answer. With tokens the token is the authority, and a
+  page of another site has none. curl and programs send no ``Origin``.
+- **Host check** (DNS rebinding), when no tokens are configured and tqd
+  listens on loopback: a request must be addressed to a loopback name
+  (``localhost``, ``127.0.0.1``, ``[::1]``) or to the host of a listed
+  origin. Otherwise a site whose name resolves first to itself and then to
+  127.0.0.1 would be "same origin" with tqd in its visitor's browser.
+
+Behind a reverse proxy that rewrites ``Host``, list the public origin in
+``[api] cors_origins`` (or configure tokens).
 """
 
 from __future__ import annotations
@@ -56,6 +64,18 @@ def _same_origin(request: web.Request, origin: str) -> bool:
     return bool(sep and host) and netloc.lower() == host.lower()
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+
+
+def _origin_hosts(origins: list[str]) -> set[str]:
+    """The host names of the listed origins (``https://a.example:8443`` → ``a.example``)."""
+    return {_host_name(o.partition("://")[2]).lower() for o in origins if o != "*"}
+
+
 def _add_cors_headers(headers: Any, origin: str) -> None:
     headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
     headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = EXPOSE_HEADERS
@@ -69,24 +89,25 @@ def cors_middleware() -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         config = request.app[SERVICES].config
+        origins = config.api.cors_origins
         host = request.headers.get(hdrs.HOST)
         if host is not None and not config.tokens and is_loopback(config.host):
             name = _host_name(host)
-            if not _loopback_name(name):
+            if not _loopback_name(name) and name.lower() not in _origin_hosts(origins):
                 return _forbidden(
                     f"Host {name!r} is not a loopback name: without tokens tqd answers only "
                     "requests addressed to localhost (a guard against DNS rebinding); "
-                    "configure [[tokens]] to serve other names"
+                    "configure [[tokens]], or list the origin in [api] cors_origins"
                 )
         origin = request.headers.get(hdrs.ORIGIN)
         if origin is None:
             return await handler(request)
-        allowed = "*" in config.api.cors_origins or origin in config.api.cors_origins
+        allowed = "*" in origins or origin in origins
         if request.method == "OPTIONS" and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
             if not allowed:
                 return _forbidden(
                     f"origin {origin!r} may not call this API (CORS allows "
-                    f"{', '.join(config.api.cors_origins) or 'no origin'}; see [api] cors_origins)"
+                    f"{', '.join(origins) or 'no origin'}; see [api] cors_origins)"
                 )
             response = web.Response(status=204)
             _add_cors_headers(response.headers, origin)
@@ -95,12 +116,13 @@ def cors_middleware() -> Any:
             response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = PREFLIGHT_MAX_AGE
             return response
         if not allowed:
-            if _same_origin(request, origin):
-                return await handler(request)
-            return _forbidden(
-                f"cross-origin request from {origin!r} refused; list the origin in "
-                "[api] cors_origins to allow it"
-            )
+            acts = request.method not in _SAFE_METHODS or _is_websocket(request)
+            if acts and not config.tokens and not _same_origin(request, origin):
+                return _forbidden(
+                    f"cross-origin request from {origin!r} refused; list the origin in "
+                    "[api] cors_origins to allow it"
+                )
+            return await handler(request)
         try:
             response = await handler(request)
         except web.HTTPException as exc:

@@ -122,10 +122,8 @@ def _path_problem(request: web.Request) -> str | None:
     info = request.match_info
     queue = info.get("queue")
     if queue is not None and not valid_name(queue):
-        return (
-            f"queue: {_shown(queue)} is not a queue name (1 to 128 letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit)"
-        )
+        # the same words as the queue routes' own check
+        return "queue: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
     task_id = info.get("id")
     if task_id is not None and not _TASK_ID.fullmatch(task_id):
         return f"id: {_shown(task_id)} is not a task id (letters and digits)"

@@ -75,7 +75,8 @@ def _field_error(err: msgspec.MsgspecError) -> BadRequest:
     else:
         message = message.removeprefix("JSON is malformed: ")
         message = message[0].lower() + message[1:]
-    if isinstance(err, msgspec.DecodeError) and not path:
+    # ValidationError is a DecodeError too, but its JSON was well formed.
+    if not isinstance(err, msgspec.ValidationError) and not path:
         return BadRequest(f"malformed JSON body: {message}")
     return BadRequest(f"{path or 'body'}: {message}")
 
