@@ -30,6 +30,7 @@ import msgspec
 
 from tqd.config import Config
 from tqd.errors import TqdError
+from tqd.exposure import is_loopback
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
@@ -53,6 +54,12 @@ LIVE_SETTINGS = frozenset({
     "worker.lease_batch",
     "api.max_batch",
     "api.max_wait",
+    # read by the API at each request (tqd/api/auth.py, cors.py, limits.py):
+    # tokens can be rotated without a restart
+    "tokens",
+    "api.cors_origins",
+    "api.max_depth",
+    "api.body_timeout",
 })
 
 #: Not a setting: where the config came from.
@@ -122,6 +129,10 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
         loaded = load()
     except TqdError as err:
         log.error("reload refused, keeping the running configuration: %s", err.message)
+        return False
+    if old.tokens and not loaded.tokens and not is_loopback(old.host):
+        log.error("reload refused, keeping the running configuration: it removes every token "
+                  "while tqd listens on %s, beyond loopback", old.listen)
         return False
     changed = changed_settings(old, loaded)
     restart = needs_restart(changed)
