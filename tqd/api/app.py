@@ -20,7 +20,14 @@ from tqd.api.limits import RequestTimeout, check_content_type
 from tqd.api.waiters import Waiters
 from tqd.clock import Clock
 from tqd.config import Config
-from tqd.errors import BadRequest, NotFound, PayloadTooLarge, ShuttingDown, TqdError
+from tqd.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ShuttingDown,
+    StorageUnavailable,
+    TqdError,
+)
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.pool import WorkerPool
 from tqd.storage.base import Storage
@@ -93,6 +100,11 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     except ShuttingDown as err:
         # Expected while draining; the client is told to go elsewhere.
         log.debug("%s %s refused: %s", request.method, request.path, err.message)
+        return error_response(err)
+    except StorageUnavailable as err:
+        # An outage of the store, not a fault of tqd: the message names the
+        # cause; a traceback per request would only bury it.
+        log.error("%s %s answered 503: %s", request.method, request.path, err.message)
         return error_response(err)
     except TqdError as err:
         if err.status >= 500:
