@@ -107,6 +107,11 @@ def test_tls_serves_https_with_the_configured_certificate(tmp_path: Path,
         with pytest.raises(urllib.error.URLError) as untrusted:
             get(d.url + "/healthz", context=ssl.create_default_context())
         assert "CERTIFICATE_VERIFY_FAILED" in str(untrusted.value)
+        # the CLI trusts a private CA through SSL_CERT_FILE
+        cli = run_tqd("queues", env={"TQD_URL": d.url, "TQD_TOKEN": TOKENS["read"],
+                                     "SSL_CERT_FILE": str(cert)})
+        assert cli.returncode == 0, cli.stderr
+        assert "default" in cli.stdout
         # plain HTTP to the TLS port gets no answer
         port = int(d.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
