@@ -2,7 +2,8 @@
 
 Exit statuses: 0 ok; 1 the task failed (``--wait``); 2 usage or
 configuration error, or a request the server refused; 3 the server cannot be
-reached. Every error is one line on stderr, never a traceback.
+reached (for ``serve`` and ``migrate``: the store cannot be reached). Every
+error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _fail(message: str, status: int) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from tqd.errors import ConfigError
+    from tqd.errors import ConfigError, StorageUnavailable
 
     if args.command == "version":
         print(f"tqd {__version__}")
@@ -110,6 +111,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_bench(args)
     except ConfigError as err:
         return _fail(err.message, EXIT_USAGE)
+    except StorageUnavailable as err:  # the store cannot be reached at start
+        return _fail(err.message, EXIT_UNREACHABLE)
     return _client_command(args)
 
 

@@ -235,11 +235,19 @@ class WorkerPool:
         if len(plan) == 1:
             results = [await self._storage.lease(plan[0][0], plan[0][1], worker, now)]
         else:
+            # return_exceptions: tasks that one queue's lease handed out must
+            # run even if another queue's lease failed; otherwise they would
+            # sit leased to nobody until their leases ran out.
             results = await asyncio.gather(
-                *(self._storage.lease(q, n, worker, now) for q, n, _ in plan)
+                *(self._storage.lease(q, n, worker, now) for q, n, _ in plan),
+                return_exceptions=True,
             )
         leased = False
+        failure: BaseException | None = None
         for (queue, n, gen), tasks in zip(plan, results, strict=True):
+            if isinstance(tasks, BaseException):
+                failure = failure or tasks
+                continue
             if len(tasks) < n and self._gen.get(queue, 0) == gen:
                 self._active.discard(queue)
             if tasks:
@@ -249,6 +257,8 @@ class WorkerPool:
                 else:
                     for task in tasks:
                         self._start(task, now)
+        if failure is not None:
+            raise failure
         return leased
 
     def _hand_back(self, tasks: list[Task]) -> None:

@@ -53,7 +53,14 @@ from tqd.models import (
     zero_counts,
 )
 from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
-from tqd.storage.redis.client import DOWN, ScriptClient, StateConflict, connect, guarded, safe_url
+from tqd.storage.redis.client import (
+    DOWN,
+    Breaker,
+    ScriptClient,
+    StateConflict,
+    connect,
+    safe_url,
+)
 from tqd.storage.redis.codec import decode_event, decode_task, pairs, task_fields
 from tqd.storage.redis.events import Subscriber
 from tqd.storage.redis.keys import DEFAULT_PREFIX, Keys, token_queue
@@ -118,6 +125,7 @@ class RedisStorage(Storage):
         self._given = client
         self._r: Any = None
         self._scripts: ScriptClient | None = None
+        self._breaker: Breaker | None = None
         self._sub: Subscriber | None = None
         self._sub_client: Any = None
         self._origin = uuid.uuid4().hex[:16]
@@ -153,7 +161,10 @@ class RedisStorage(Storage):
         log.info("storage: Redis %s at %s", self.server_version, safe_url(self.url))
         await self._check_eviction()
         major = self.server_version.split(".")[0]
-        self._scripts = ScriptClient(self._r, shebang=major.isdigit() and int(major) >= 7)
+        self._breaker = Breaker(self._r.ping, probe_timeout=min(1.0, self._socket_timeout))
+        self._scripts = ScriptClient(
+            self._r, shebang=major.isdigit() and int(major) >= 7, breaker=self._breaker
+        )
         await self._scripts.load()
         sub_client = self._given if self._given is not None else self._client(blocking=True)
         self._sub_client = sub_client
@@ -181,6 +192,8 @@ class RedisStorage(Storage):
         log.warning(message)
 
     async def close(self) -> None:
+        if self._breaker is not None:
+            await self._breaker.close()
         if self._sub is not None:
             await self._sub.stop()
             self._sub = None
@@ -191,7 +204,7 @@ class RedisStorage(Storage):
         self._r = self._scripts = None
 
     async def ping(self) -> None:
-        await guarded(self._redis().ping())
+        await self._guard(self._redis().ping())
 
     # -- plumbing -----------------------------------------------------------
 
@@ -199,6 +212,14 @@ class RedisStorage(Storage):
         if self._r is None:
             raise StorageUnavailable("storage: the Redis store is not open")
         return self._r
+
+    def _guard(self, awaitable: Any) -> Any:
+        """Await a plain Redis call through the breaker (see client.py)."""
+        if self._breaker is None:
+            if hasattr(awaitable, "close"):
+                awaitable.close()
+            raise StorageUnavailable("storage: the Redis store is not open")
+        return self._breaker.call(awaitable)
 
     def _qargs(self, queue: str, args: Sequence[Any]) -> list[Any]:
         return [self.keys.queue_prefix(queue), queue, self.keys.events, self._origin, *args]
@@ -245,7 +266,7 @@ class RedisStorage(Storage):
         )
 
     async def _queue_names(self) -> list[str]:
-        names = await guarded(self._redis().smembers(self.keys.queues))
+        names = await self._guard(self._redis().smembers(self.keys.queues))
         return sorted(n.decode() for n in names)
 
     async def _counts(self, names: Sequence[str]) -> dict[str, tuple[dict[str, int], bool]]:
@@ -253,7 +274,7 @@ class RedisStorage(Storage):
         for q in names:
             pipe.hgetall(self.keys.counts(q))
             pipe.exists(self.keys.paused(q))
-        out = await guarded(pipe.execute())
+        out = await self._guard(pipe.execute())
         result = {}
         for i, q in enumerate(names):
             counts = zero_counts()
@@ -267,7 +288,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.hgetall(self.keys.task(q, task_id))
-        found = await guarded(pipe.execute())
+        found = await self._guard(pipe.execute())
         for q, fields in zip(names, found, strict=True):
             if fields:
                 return q, fields
@@ -290,7 +311,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.zcount(self.keys.time_index(q, index), "-inf", high)
-        counts = await guarded(pipe.execute())
+        counts = await self._guard(pipe.execute())
         calls = []
         left = limit
         for q, n in zip(names, counts, strict=True):
@@ -419,7 +440,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.zrange(self.keys.scheduled(q), 0, 0, withscores=True)
-        firsts = [found[0][1] for found in await guarded(pipe.execute()) if found]
+        firsts = [found[0][1] for found in await self._guard(pipe.execute()) if found]
         return min(firsts) if firsts else None
 
     async def _expire_finished(self, state: str, before: float, limit: int) -> int:
@@ -452,7 +473,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for task_id, q in page:
             pipe.hgetall(self.keys.task(q, task_id))
-        bodies = await guarded(pipe.execute())
+        bodies = await self._guard(pipe.execute())
         tasks = [decode_task(i, q, f) for (i, q), f in zip(page, bodies, strict=True) if f]
         return Page(tasks, page[-1][0] if len(merged) > limit else None)
 
@@ -482,14 +503,14 @@ class RedisStorage(Storage):
 
     async def declare_queues(self, names: Sequence[str]) -> None:
         if names:
-            await guarded(self._redis().sadd(self.keys.queues, *names))
+            await self._guard(self._redis().sadd(self.keys.queues, *names))
 
     async def queues(self) -> list[QueueInfo]:
         counts = await self._counts(await self._queue_names())
         return [QueueInfo(name=q, paused=p, counts=c) for q, (c, p) in counts.items()]
 
     async def _queue(self, name: str) -> QueueInfo | None:
-        if not await guarded(self._redis().sismember(self.keys.queues, name)):
+        if not await self._guard(self._redis().sismember(self.keys.queues, name)):
             return None
         counts, paused = (await self._counts([name]))[name]
         return QueueInfo(name=name, paused=paused, counts=counts)
@@ -520,14 +541,14 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=True)
         pipe.zrem(self.keys.workers_exp, worker_id)
         pipe.hdel(self.keys.workers_info, worker_id)
-        await guarded(pipe.execute())
+        await self._guard(pipe.execute())
 
     async def workers(self, now: float) -> list[WorkerInfo]:
         r = self._redis()
-        ids = await guarded(r.zrangebyscore(self.keys.workers_exp, f"({_num(now)}", "+inf"))
+        ids = await self._guard(r.zrangebyscore(self.keys.workers_exp, f"({_num(now)}", "+inf"))
         if not ids:
             return []
-        infos = await guarded(r.hmget(self.keys.workers_info, sorted(ids)))
+        infos = await self._guard(r.hmget(self.keys.workers_info, sorted(ids)))
         return [msgspec.json.decode(i, type=WorkerInfo) for i in infos if i is not None]
 
 
