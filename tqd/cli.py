@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{name} a queue")
         p.add_argument("queue")
 
+    p = sub.add_parser("migrate", help="copy every task and queue from one store to another")
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="store to copy from")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="store to copy into")
+    p.add_argument("--force", action="store_true",
+                   help="add to a target that holds tasks (tasks it holds are left as they are)")
+    p.add_argument("--batch", type=int, default=1000, help="tasks per read and per write")
+    p.add_argument("--config", metavar="PATH",
+                   help="tqd.toml whose [redis] and [sqlite] settings apply to both stores")
+
     from tqd.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
@@ -105,6 +114,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _serve(args)
         if args.command == "config":
             return _config_check(args)
+        if args.command == "migrate":
+            return _migrate(args)
         if args.command == "bench":
             from tqd.bench import run as run_bench
 
@@ -147,6 +158,28 @@ def _serve(args: argparse.Namespace) -> int:
         import asyncio
 
         return asyncio.run(serve(config, on_ready=ready))
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tqd.config import load_config
+    from tqd.errors import ConfigError, StorageUnavailable, TqdError
+    from tqd.migrate import migrate
+
+    config = load_config(args.config, env={}, check_paths=False) if args.config else None
+    try:
+        report = asyncio.run(migrate(
+            args.source, args.target, config, force=args.force, batch=args.batch,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        ))
+    except (ConfigError, StorageUnavailable):
+        raise
+    except TqdError as err:
+        return _fail(f"migration stopped: {err.message}; run it again with --force to finish",
+                     EXIT_TASK_FAILED)
+    print(report.summary())
+    return EXIT_OK if report.complete else EXIT_TASK_FAILED
 
 
 def _config_check(args: argparse.Namespace) -> int:

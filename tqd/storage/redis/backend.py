@@ -77,13 +77,14 @@ def _num(value: float) -> str:
 
 
 def _index_time(t: Task) -> str:
-    """The score of a new task in its state's time index ('' when pending)."""
-    at = {
-        "scheduled": t.run_at if t.run_at is not None else t.created_at,
-        "processing": t.lease_expires_at,
-        "pending": None,
-    }.get(t.state, t.finished_at)
-    return "" if at is None else _num(at)
+    """The score of a new task in its state's time index ('' when pending).
+
+    A task stored in a later state (``tqd migrate`` copies any) that lacks
+    the time of its state is indexed by its creation time."""
+    if t.state == "pending":
+        return ""
+    at = {"scheduled": t.run_at, "processing": t.lease_expires_at}.get(t.state, t.finished_at)
+    return _num(t.created_at if at is None else at)
 
 
 class RedisStorage(Storage):

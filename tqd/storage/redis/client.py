@@ -150,7 +150,7 @@ class Breaker:
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             try:
                 await asyncio.wait_for(self._ping(), self._probe_timeout)
-            except (*DOWN, ResponseError, asyncio.TimeoutError):
+            except Exception:  # any failure (refused, timed out, LOADING): not yet
                 delay = min(delay * 2, self.CAP)
                 continue
             log.info("storage: Redis answers again after %.1fs", time.monotonic() - self._since)
