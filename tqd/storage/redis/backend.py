@@ -53,6 +53,7 @@ from tqd.models import (
     zero_counts,
 )
 from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
+from tqd.storage.redis.batcher import EnqueueBatcher
 from tqd.storage.redis.client import (
     DOWN,
     Breaker,
@@ -127,6 +128,9 @@ class RedisStorage(Storage):
         self._r: Any = None
         self._scripts: ScriptClient | None = None
         self._breaker: Breaker | None = None
+        #: Queues this handle put in the registry (see _run and _resync).
+        self._registered: set[str] = set()
+        self._batcher = EnqueueBatcher(self._enqueue_now)
         self._sub: Subscriber | None = None
         self._sub_client: Any = None
         self._origin = uuid.uuid4().hex[:16]
@@ -234,16 +238,19 @@ class RedisStorage(Storage):
     ) -> list[Any]:
         """Run queue scripts ``(name, queue, args)`` in one round trip.
 
-        ``register`` names queues to add to the registry first. Emits the
-        changes the scripts report, once all of them ran.
+        ``register`` names queues to add to the registry first (those this
+        handle has not added yet). Emits the changes the scripts report, once
+        all of them ran.
         """
         if self._scripts is None:
             raise StorageUnavailable("storage: the Redis store is not open")
+        new = [q for q in register if q not in self._registered]
         results = await self._scripts.run(
             [(n, [self.keys.counts(q)], self._qargs(q, a)) for n, q, a in calls],
             transaction=transaction,
-            before=[("SADD", [self.keys.queues, *register])] if register else (),
+            before=[("SADD", [self.keys.queues, *new])] if new else (),
         )
+        self._registered.update(new)
         changes: list[Change | QueueChange] = []
         for (name, _, _), res in zip(calls, results, strict=True):
             if name not in _QUIET and res[1]:
@@ -260,7 +267,11 @@ class RedisStorage(Storage):
             self._emit(changes)
 
     async def _resync(self) -> None:
-        """After the subscription came back: wake whoever waits on a queue with work."""
+        """After the subscription came back (Redis may have restarted): put the
+        queues this handle registered back in the registry, in case the
+        restart lost it, and wake whoever waits on a queue with work."""
+        if self._registered:
+            await self._guard(self._redis().sadd(self.keys.queues, *self._registered))
         counts = await self._counts(await self._queue_names())
         self._emit(
             [Change("", q, "", "pending") for q, (c, _) in counts.items() if c.get("pending")]
@@ -327,6 +338,13 @@ class RedisStorage(Storage):
     # -- producing and consuming --------------------------------------------
 
     async def _enqueue(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        queue = tasks[0].queue
+        if all(t.queue == queue for t in tasks):
+            return await self._batcher.submit(queue, tasks)
+        return await self._enqueue_now(tasks)
+
+    async def _enqueue_now(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        """One round trip: one script per queue (a MULTI/EXEC over several)."""
         groups: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):
             groups.setdefault(t.queue, []).append(i)
@@ -339,9 +357,9 @@ class RedisStorage(Storage):
                 args += [t.id, t.idempotency_key or "", t.state, t.name, str(t.priority)]
                 args += [_index_time(t), len(fields) // 2, *fields]
             calls.append(("ENQUEUE", queue, args))
-        # The registry is written with every batch (an O(1) SADD in the same
-        # round trip) rather than once per process: after a Redis restart
-        # that lost it, the next enqueue puts it back.
+        # A queue goes into the registry with its first batch from this
+        # handle (an SADD in the same round trip); after a Redis restart,
+        # which the subscriber notices, _resync puts every one back.
         results = await self._run(calls, transaction=len(calls) > 1, register=list(groups))
         out: list[EnqueueResult | None] = [None] * len(tasks)
         by_id = {t.id: t for t in tasks}
@@ -505,6 +523,7 @@ class RedisStorage(Storage):
     async def declare_queues(self, names: Sequence[str]) -> None:
         if names:
             await self._guard(self._redis().sadd(self.keys.queues, *names))
+            self._registered.update(names)
 
     async def queues(self) -> list[QueueInfo]:
         counts = await self._counts(await self._queue_names())
