@@ -99,7 +99,7 @@ def _fast_packing(base: type) -> type:
         class FastPacking(base):  # type: ignore[valid-type, misc]
             def pack_command(self, *args: Any) -> list[bytes]:
                 first = args[0]
-                if isinstance(first, str) and " " in first or isinstance(first, bytes) and b" " in first:
+                if (isinstance(first, str) and " " in first) or (isinstance(first, bytes) and b" " in first):
                     return super().pack_command(*args)  # "CONFIG GET": split by redis-py
                 return [pack_command(args)]
 
