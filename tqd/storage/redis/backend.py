@@ -376,10 +376,16 @@ class RedisStorage(Storage):
         return out  # type: ignore[return-value]
 
     async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
-        flat, _ = await self._run1("LEASE", queue, limit, worker, _num(now), secrets.token_hex(6))
-        return [
-            decode_task(flat[i].decode(), queue, pairs(flat[i + 1])) for i in range(0, len(flat), 2)
-        ]
+        started = _num(now).encode()
+        flat, _ = await self._run1("LEASE", queue, limit, worker, started, secrets.token_hex(6))
+        tasks = []
+        for i in range(0, len(flat), 4):
+            fields = pairs(flat[i + 1])
+            # the script returns the hash as it was before the lease
+            fields[b"s"], fields[b"l"], fields[b"z"] = b"processing", flat[i + 2], flat[i + 3]
+            fields[b"g"], fields[b"w"] = started, worker.encode()
+            tasks.append(decode_task(flat[i].decode(), queue, fields))
+        return tasks
 
     def _by_queue(self, items: Sequence[Any], token_of: Any) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}
