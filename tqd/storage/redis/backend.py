@@ -134,6 +134,7 @@ class RedisStorage(Storage):
         self._sub: Subscriber | None = None
         self._sub_client: Any = None
         self._origin = uuid.uuid4().hex[:16]
+        self._own_prefix = self._origin.encode() + b" "
         #: The Redis server version, once open.
         self.server_version = ""
 
@@ -262,9 +263,9 @@ class RedisStorage(Storage):
         return (await self._run([(name, queue, args)]))[0]
 
     def _on_event(self, message: bytes) -> None:
-        origin, changes = decode_event(message)
-        if origin != self._origin:
-            self._emit(changes)
+        if message.startswith(self._own_prefix):
+            return  # this process emitted its own changes when its script returned
+        self._emit(decode_event(message)[1])
 
     async def _resync(self) -> None:
         """After the subscription came back (Redis may have restarted): put the

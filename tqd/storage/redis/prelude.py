@@ -247,7 +247,7 @@ end
 local function publish(event)
   flush()
   if #changes == 0 and not event then return '' end
-  local msg = cjson.encode({o = ORIGIN, q = QN, c = changes, e = event or ''})
+  local msg = ORIGIN .. ' ' .. cjson.encode({q = QN, c = changes, e = event or ''})
   redis.call('PUBLISH', CHAN, msg)
   return msg
 end

@@ -12,9 +12,11 @@ calling convention (see keys.py for the layout)::
 
 A script that changes tasks PUBLISHes one message for its whole batch and
 returns ``{result, message}`` (message is '' when nothing changed), so the
-caller emits exactly what other processes receive. The message is JSON:
-``{"o": origin, "q": queue, "c": [id, name, state, id, name, state, …],
-"e": queue event or ""}``; state "deleted" means the task is gone.
+caller emits exactly what other processes receive. The message is the
+origin, a space and JSON: ``{"q": queue, "c": [id, name, state, id, name,
+state, …], "e": queue event or ""}``; state "deleted" means the task is gone.
+The origin comes first so a process drops its own messages without decoding
+them.
 
 Times arrive as decimal strings (Python's repr of the caller's ``now``) and
 are stored as given; a time the script computes is written with ``%.17g`` so
