@@ -163,3 +163,51 @@ async def test_a_rediss_url_with_ca_and_client_certificate(tmp_path):
             await s.close()
     finally:
         server.stop()
+
+
+async def test_a_hung_server_costs_one_timeout_then_calls_fail_at_once(own_redis, opened):
+    """The breaker: after one call found Redis down, the next ones do not
+    wait; once Redis answers again the probe closes it by itself."""
+    s = await opened(own_redis.url, socket_timeout=0.5, connect_timeout=0.5)
+    clock = FakeClock()
+    make = TaskMaker(clock)
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StorageUnavailable):
+            await s.enqueue([make()])  # waits out the socket timeout
+        for attempt in (s.enqueue([make()]), s.ping(), s.queues(), s.get("0" * 20)):
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable, match="Redis is unavailable"):
+                await attempt
+            assert time.monotonic() - started < 0.1
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+
+    async def answers() -> bool:
+        try:
+            await s.ping()
+        except StorageUnavailable:
+            return False
+        return True
+
+    await eventually(answers)
+    assert (await put(s, make()))[0].state == "pending"
+
+
+async def test_a_lost_queue_registry_is_restored_after_a_resync(opened, raw, redis_prefix):
+    """A restart that lost the registry: the queues this process used come
+    back with the resync, so the scheduler and supervisor see them again."""
+    clock = FakeClock()
+    make = TaskMaker(clock)
+    s = await opened()
+    await put(s, make(queue="a", delay=5.0), make(queue="b"))
+    await raw.delete(f"{redis_prefix}:queues")
+    assert await s.promote_due(clock.now() + 10, 100) == 0  # "a" is invisible
+    await raw.client_kill_filter(_type="pubsub")
+
+    async def restored() -> bool:
+        return s._sub.resyncs >= 1 and s._sub.connected
+
+    await eventually(restored)
+    assert {q.name for q in await s.queues()} == {"a", "b"}
+    assert await s.promote_due(clock.now() + 10, 100) == 1
