@@ -43,7 +43,7 @@ def test_eviction_is_warned_about_or_refused_as_configured(tmp_path: Path):
         warn = tmp_path / "warn.toml"
         warn.write_text('[redis]\nprefix = "custom-prefix"\n')
         with Daemon(server.url, config=warn) as d:
-            status, task = d.call("POST", "/v1/tasks", {"name": "tqd.noop"})
+            status, _ = d.call("POST", "/v1/tasks", {"name": "tqd.noop"})
             assert status == 201
         assert re.search(r"Redis \d+\.\d+\.\d+ at redis://127\.0\.0\.1", d.stderr)
         assert "allkeys-lru" in d.stderr and "WARNING" in d.stderr
