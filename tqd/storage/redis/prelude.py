@@ -172,10 +172,18 @@ end
 -- No script reads an index or a count after changing it.
 local pend = {sadd = {}, srem = {}, zadd = {}, zrem = {}, count = {}}
 
-local function defer(tbl, key, ...)
+local function defer(tbl, key, v)
   local list = tbl[key]
   if not list then list = {}; tbl[key] = list end
-  for _, v in ipairs({...}) do list[#list + 1] = v end
+  list[#list + 1] = v
+end
+
+local function defer2(tbl, key, a, b)
+  local list = tbl[key]
+  if not list then list = {}; tbl[key] = list end
+  local n = #list
+  list[n + 1] = a
+  list[n + 2] = b
 end
 
 -- the task leaves state st: out of its stream, time index and count
@@ -190,7 +198,7 @@ end
 local function enter(id, st, prio, name, at)
   local s = stream(st, prio, name)
   if s then defer(pend.sadd, s, id) end
-  if st ~= 'pending' then defer(pend.zadd, st, at, id) end
+  if st ~= 'pending' then defer2(pend.zadd, st, at, id) end
   pend.count[st] = (pend.count[st] or 0) + 1
   note(id, name, st)
 end
