@@ -9,13 +9,14 @@ import signal
 import subprocess
 import time
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from tests.helpers.redis_server import free_port, start_server
 from tests.storage.helpers import TaskMaker, put
 from tqd.clock import FakeClock
-from tqd.errors import ConfigError, StorageUnavailable
+from tqd.errors import ConfigError, Conflict, StorageUnavailable
 from tqd.models import Change
 from tqd.storage.redis import RedisStorage
 
@@ -211,3 +212,18 @@ async def test_a_lost_queue_registry_is_restored_after_a_resync(opened, raw, red
     await eventually(restored)
     assert {q.name for q in await s.queues()} == {"a", "b"}
     assert await s.promote_due(clock.now() + 10, 100) == 1
+
+
+async def test_an_enqueue_whose_answer_was_lost_is_reported_created(opened):
+    """A dropped connection after Redis ran the script: the one retry finds
+    the batch's own ids, which is success, not a conflict."""
+    make = TaskMaker(FakeClock())
+    s = await opened()
+    batch = make.many(3)
+    await s._enqueue_now(batch)  # the first run, whose answer "was lost"
+    results = await s._enqueue_now(batch)  # the retry
+    assert [(r.task.id, r.created) for r in results] == [(t.id, True) for t in batch]
+    other = make()
+    clash = [make(), msgspec.structs.replace(other, id=batch[0].id, payload=b"1")]
+    with pytest.raises(Conflict):
+        await s._enqueue_now(clash)

@@ -10,8 +10,8 @@ Failures: connection errors and timeouts raise StorageUnavailable at once.
 A command is retried once after a ConnectionError (a pooled connection the
 server closed, as after a restart), never after a timeout; if the server
 dies after running a script but before answering, that one retry can run it
-again: an enqueue then reports a duplicate id, a settle reports a stale
-token. The subscriber reconnects with capped backoff by itself.
+again: an enqueue then finds its own tasks stored and reports them created
+(see _stored_already), a settle reports a stale token. The subscriber reconnects with capped backoff by itself.
 
 Differences from the SQLite store, none of which the contract promises
 either way:
@@ -361,7 +361,12 @@ class RedisStorage(Storage):
         # A queue goes into the registry with its first batch from this
         # handle (an SADD in the same round trip); after a Redis restart,
         # which the subscriber notices, _resync puts every one back.
-        results = await self._run(calls, transaction=len(calls) > 1, register=list(groups))
+        try:
+            results = await self._run(calls, transaction=len(calls) > 1, register=list(groups))
+        except Conflict:
+            if await self._stored_already(tasks):
+                return [EnqueueResult(t, True) for t in tasks]
+            raise
         out: list[EnqueueResult | None] = [None] * len(tasks)
         by_id = {t.id: t for t in tasks}
         for (queue, idxs), (items, _) in zip(groups.items(), results, strict=True):
@@ -375,6 +380,23 @@ class RedisStorage(Storage):
                         decode_task(item[0].decode(), queue, pairs(item[1:])), False
                     )
         return out  # type: ignore[return-value]
+
+    async def _stored_already(self, tasks: Sequence[Task]) -> bool:
+        """Whether every task of a refused batch is stored exactly as given.
+
+        A command is sent again once after a dropped connection; if Redis ran
+        the script but the answer was lost, the second run finds the batch's
+        own ids and refuses it. The batch is then stored, not in conflict.
+        """
+        pipe = self._redis().pipeline(transaction=False)
+        for t in tasks:
+            pipe.hmget(self.keys.task(t.queue, t.id), "c", "n", "p")
+        found = await self._guard(pipe.execute())
+        return all(
+            f[0] is not None and float(f[0]) == t.created_at and f[1] == t.name.encode()
+            and f[2] == t.payload
+            for t, f in zip(tasks, found, strict=True)
+        )
 
     async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
         started = _num(now).encode()
