@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
@@ -50,7 +51,9 @@ async def test_a_duplicate_id_fails_only_its_own_caller(opened):
     stored = make()
     await s.enqueue([stored])
     others = make.many(10)
-    calls = [s.enqueue([t]) for t in others[:5]] + [s.enqueue([stored])]
+    # same id, other content (an identical task would count as stored already)
+    clash = msgspec.structs.replace(make(payload=b"1"), id=stored.id)
+    calls = [s.enqueue([t]) for t in others[:5]] + [s.enqueue([clash])]
     calls += [s.enqueue([t]) for t in others[5:]]
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(results[5], Conflict)
