@@ -20,6 +20,7 @@ import hashlib
 import inspect
 import logging
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -76,6 +77,14 @@ def connect(
     }
     if not url.startswith("unix://"):
         kwargs["socket_keepalive"] = True
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            # A peer that vanished without closing (a network partition, a
+            # powered-off host) is noticed within about 25 s instead of the
+            # kernel's default 2 hours; the subscriber's blocking read relies
+            # on it.
+            kwargs["socket_keepalive_options"] = {
+                socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3,
+            }
     if url.startswith("rediss://"):
         kwargs.update(ssl)
     client = Redis.from_url(url, **kwargs)
