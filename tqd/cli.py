@@ -2,7 +2,9 @@
 
 Exit statuses: 0 ok; 1 the task failed (``--wait``); 2 usage or
 configuration error, or a request the server refused; 3 the server cannot be
-reached; 4 ``--wait SECONDS`` ran out before the task finished. Every error is one line on stderr, never a traceback.
+reached (for ``serve`` and ``migrate``: the store cannot be reached); 4
+``--wait SECONDS`` ran out before the task finished. Every error is one line
+on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{name} a queue")
         p.add_argument("queue")
 
+    p = sub.add_parser("migrate", help="copy every task and queue from one store to another")
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="store to copy from")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="store to copy into")
+    p.add_argument("--force", action="store_true",
+                   help="add to a target that holds tasks (tasks it holds are left as they are)")
+    p.add_argument("--batch", type=int, default=1000, help="tasks per read and per write")
+    p.add_argument("--config", metavar="PATH",
+                   help="tqd.toml whose [redis] and [sqlite] settings apply to both stores")
+
     from tqd.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
@@ -105,7 +116,7 @@ def _fail(message: str, status: int) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from tqd.errors import ConfigError
+    from tqd.errors import ConfigError, StorageUnavailable
 
     if args.command == "version":
         return _version(args)
@@ -116,12 +127,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _config_check(args)
         if args.command == "token":
             return _token(args)
+        if args.command == "migrate":
+            return _migrate(args)
         if args.command == "bench":
             from tqd.bench import run as run_bench
 
             return run_bench(args)
     except ConfigError as err:
         return _fail(err.message, EXIT_USAGE)
+    except StorageUnavailable as err:  # the store cannot be reached at start
+        return _fail(err.message, EXIT_UNREACHABLE)
     return _client_command(args)
 
 
@@ -191,6 +206,28 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tqd.config import load_config
+    from tqd.errors import ConfigError, StorageUnavailable, TqdError
+    from tqd.migrate import migrate
+
+    config = load_config(args.config, env={}, check_paths=False) if args.config else None
+    try:
+        report = asyncio.run(migrate(
+            args.source, args.target, config, force=args.force, batch=args.batch,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        ))
+    except (ConfigError, StorageUnavailable):
+        raise
+    except TqdError as err:
+        return _fail(f"migration stopped: {err.message}; run it again with --force to finish",
+                     EXIT_TASK_FAILED)
+    print(report.summary())
+    return EXIT_OK if report.complete else EXIT_TASK_FAILED
 
 
 def _config_check(args: argparse.Namespace) -> int:

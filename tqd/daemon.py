@@ -126,17 +126,18 @@ class Daemon:
         scheduler = Scheduler(storage, clock, cfg.roles.scheduler_interval)
         storage.add_listener(scheduler.on_changes)
         roles.append(scheduler)
-        if self.pool is not None:
-            shortest = min(d.visibility_timeout for d in self.catalog.definitions())
-            roles.append(
-                Heartbeat(
-                    storage,
-                    self.pool,
-                    clock,
-                    interval=min(cfg.roles.heartbeat_interval, shortest / 3),
-                    worker_ttl=cfg.roles.worker_ttl,
-                )
+        # Every process registers, with or without workers (heartbeat.py).
+        shortest = min(d.visibility_timeout for d in self.catalog.definitions())
+        roles.append(
+            Heartbeat(
+                storage,
+                self.pool,
+                clock,
+                interval=min(cfg.roles.heartbeat_interval, shortest / 3),
+                worker_ttl=cfg.roles.worker_ttl,
+                worker_id=self.worker_id,
             )
+        )
         self.roles = roles
         self._role_jobs = [asyncio.create_task(r.run(), name=f"tqd-{r.name}") for r in roles]
 
@@ -186,7 +187,7 @@ class Daemon:
             _, late = await asyncio.wait(self._role_jobs, timeout=5.0)
             for job in late:
                 job.cancel()
-        if self.storage is not None and self.pool is not None:
+        if self.storage is not None and self.roles:  # registered only once roles ran
             try:
                 await self.storage.unregister_worker(self.worker_id)
             except Exception as err:

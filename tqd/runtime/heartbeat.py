@@ -4,6 +4,10 @@ A lease is extended when a third of its visibility timeout has passed, so a
 task may run far longer than its visibility timeout as long as this process
 lives; when the process dies, the leases run out and the supervisor of any
 process takes the tasks back.
+
+Every process registers, also one that runs no workers (``worker.enabled =
+false``: concurrency 0), so ``GET /v1/workers`` shows every process sharing
+the store and ``tqd migrate`` can tell that a store is in use.
 """
 
 from __future__ import annotations
@@ -30,28 +34,36 @@ class Heartbeat(Role):
     def __init__(
         self,
         storage: Storage,
-        pool: WorkerPool,
+        pool: WorkerPool | None,
         clock: Clock,
         *,
         interval: float = 5.0,
         worker_ttl: float = 30.0,
+        worker_id: str | None = None,
     ) -> None:
+        """``worker_id`` names this process when it has no pool."""
         super().__init__(clock, interval)
         self.storage = storage
         self.pool = pool
         self.worker_ttl = worker_ttl
         self.started_at = clock.now()
         self._registered_at = float("-inf")
+        if worker_id is None:
+            assert pool is not None, "a process without a pool needs a worker_id"
+            worker_id = pool.worker_id
         self.info = WorkerInfo(
-            id=pool.worker_id,
+            id=worker_id,
             host=socket.gethostname(),
             pid=os.getpid(),
             version=__version__,
             started_at=self.started_at,
-            concurrency=pool.settings.concurrency,
+            concurrency=pool.settings.concurrency if pool is not None else 0,
         )
 
     async def run_once(self, now: float) -> float | None:
+        if self.pool is None:
+            await self.register(now)
+            return None
         due = self.pool.leases_due(now)
         if due:
             held = await self.storage.extend(due, now)
@@ -65,7 +77,7 @@ class Heartbeat(Role):
 
     async def register(self, now: float) -> None:
         """Write this process's registration (running tasks, last heartbeat)."""
-        self.info.running = list(self.pool.running)
+        self.info.running = list(self.pool.running) if self.pool is not None else []
         self.info.last_heartbeat = now
         await self.storage.register_worker(self.info, self.worker_ttl, now)
         self._registered_at = now

@@ -100,6 +100,7 @@ class WorkerPool:
         self._settles_closed = False
         self._lease_job: asyncio.Task | None = None
         self._settle_job: asyncio.Task | None = None
+        self._checks: set[asyncio.Task] = set()  # lease checks in flight (_check_lease)
         self.counters = {"started": 0, "completed": 0, "failed": 0, "retried": 0}
 
     @property
@@ -194,9 +195,16 @@ class WorkerPool:
                     self._active.add(c.queue)
                     wake = True
                 if c.state != "processing" and c.id in running:
-                    # Someone else ended this task's lease (cancelled it,
-                    # reclaimed it, deleted it): stop the handler.
-                    self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
+                    if c.state == "pending":
+                        # A reclaim, or the late echo of the task's own
+                        # enqueue: a shared store answers the lease and
+                        # reports the enqueue on different connections, in
+                        # either order. The lease token tells them apart.
+                        self._check_lease(running[c.id])
+                    else:
+                        # Someone else ended this task's lease (cancelled
+                        # it, deleted it): stop the handler.
+                        self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
             elif type(c) is QueueChange:
                 if c.event == "paused":
                     self._paused.add(c.queue)
@@ -208,6 +216,23 @@ class WorkerPool:
                         wake = True
         if wake:
             self._wake.set()
+
+    def _check_lease(self, running: Running) -> None:
+        """Stop ``running`` if the store no longer holds its lease (checked
+        in the background; a store that does not answer leaves it to the
+        heartbeat)."""
+
+        async def check() -> None:
+            try:
+                stored = await self._storage.get(running.task.id)
+            except Exception:
+                return
+            if stored is None or stored.lease_token != running.task.lease_token:
+                self._interrupt(running, LOST)
+
+        job = asyncio.get_running_loop().create_task(check())
+        self._checks.add(job)
+        job.add_done_callback(self._checks.discard)
 
     def _interrupt(self, running: Running, reason: str) -> None:
         if running.stop_reason is None and running.job is not None:
@@ -276,11 +301,19 @@ class WorkerPool:
         if len(plan) == 1:
             results = [await self._storage.lease(plan[0][0], plan[0][1], worker, now)]
         else:
+            # return_exceptions: tasks that one queue's lease handed out must
+            # run even if another queue's lease failed; otherwise they would
+            # sit leased to nobody until their leases ran out.
             results = await asyncio.gather(
-                *(self._storage.lease(q, n, worker, now) for q, n, _ in plan)
+                *(self._storage.lease(q, n, worker, now) for q, n, _ in plan),
+                return_exceptions=True,
             )
         leased = False
+        failure: BaseException | None = None
         for (queue, n, gen), tasks in zip(plan, results, strict=True):
+            if isinstance(tasks, BaseException):
+                failure = failure or tasks
+                continue
             if len(tasks) < n and self._gen.get(queue, 0) == gen:
                 self._active.discard(queue)
             if tasks:
@@ -290,6 +323,8 @@ class WorkerPool:
                 else:
                     for task in tasks:
                         self._start(task, now)
+        if failure is not None:
+            raise failure
         return leased
 
     def _hand_back(self, tasks: list[Task]) -> None:

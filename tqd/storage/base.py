@@ -136,7 +136,11 @@ class Storage(ABC):
         """Store new tasks, all or nothing, and return them in the given order.
 
         Each task arrives complete (id, state ``pending`` or ``scheduled``
-        with ``run_at``, defaults applied). Idempotency keys are unique per
+        with ``run_at``, defaults applied). A task may also arrive in any
+        other state with its history, as ``tqd migrate`` copies one: it is
+        stored exactly as given, counted in its state and indexed by the
+        time of that state (``lease_expires_at``, ``finished_at``), and from
+        then on behaves as a task that got there by itself. Idempotency keys are unique per
         queue: a task whose ``idempotency_key`` is held by a stored task of
         the same queue is not stored; the stored task is returned with
         ``created=False``. Keys also match within the batch. A task id that

@@ -9,13 +9,14 @@ import signal
 import subprocess
 import time
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from tests.helpers.redis_server import free_port, start_server
 from tests.storage.helpers import TaskMaker, put
 from tqd.clock import FakeClock
-from tqd.errors import ConfigError, StorageUnavailable
+from tqd.errors import ConfigError, Conflict, StorageUnavailable
 from tqd.models import Change
 from tqd.storage.redis import RedisStorage
 
@@ -163,3 +164,66 @@ async def test_a_rediss_url_with_ca_and_client_certificate(tmp_path):
             await s.close()
     finally:
         server.stop()
+
+
+async def test_a_hung_server_costs_one_timeout_then_calls_fail_at_once(own_redis, opened):
+    """The breaker: after one call found Redis down, the next ones do not
+    wait; once Redis answers again the probe closes it by itself."""
+    s = await opened(own_redis.url, socket_timeout=0.5, connect_timeout=0.5)
+    clock = FakeClock()
+    make = TaskMaker(clock)
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StorageUnavailable):
+            await s.enqueue([make()])  # waits out the socket timeout
+        for attempt in (s.enqueue([make()]), s.ping(), s.queues(), s.get("0" * 20)):
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable, match="Redis is unavailable"):
+                await attempt
+            assert time.monotonic() - started < 0.1
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+
+    async def answers() -> bool:
+        try:
+            await s.ping()
+        except StorageUnavailable:
+            return False
+        return True
+
+    await eventually(answers)
+    assert (await put(s, make()))[0].state == "pending"
+
+
+async def test_a_lost_queue_registry_is_restored_after_a_resync(opened, raw, redis_prefix):
+    """A restart that lost the registry: the queues this process used come
+    back with the resync, so the scheduler and supervisor see them again."""
+    clock = FakeClock()
+    make = TaskMaker(clock)
+    s = await opened()
+    await put(s, make(queue="a", delay=5.0), make(queue="b"))
+    await raw.delete(f"{redis_prefix}:queues")
+    assert await s.promote_due(clock.now() + 10, 100) == 0  # "a" is invisible
+    await raw.client_kill_filter(_type="pubsub")
+
+    async def restored() -> bool:
+        return s._sub.resyncs >= 1 and s._sub.connected
+
+    await eventually(restored)
+    assert {q.name for q in await s.queues()} == {"a", "b"}
+    assert await s.promote_due(clock.now() + 10, 100) == 1
+
+
+async def test_an_enqueue_whose_answer_was_lost_is_reported_created(opened):
+    """A dropped connection after Redis ran the script: the one retry finds
+    the batch's own ids, which is success, not a conflict."""
+    make = TaskMaker(FakeClock())
+    s = await opened()
+    batch = make.many(3)
+    await s._enqueue_now(batch)  # the first run, whose answer "was lost"
+    results = await s._enqueue_now(batch)  # the retry
+    assert [(r.task.id, r.created) for r in results] == [(t.id, True) for t in batch]
+    other = make()
+    clash = [make(), msgspec.structs.replace(other, id=batch[0].id, payload=b"1")]
+    with pytest.raises(Conflict):
+        await s._enqueue_now(clash)

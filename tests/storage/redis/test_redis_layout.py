@@ -137,3 +137,26 @@ async def test_extend_and_settle_many_leases_of_several_queues(opened):
     assert await s.extend(leases, clock.advance(10)) == [True] * 6
     assert await s.settle([complete(t) for t in leased], clock.now()) == [True] * 6
     assert await s.extend(leases, clock.now()) == [False] * 6
+
+
+async def test_large_batches_out_of_order_keep_buckets_listpacks_and_order(opened, raw, redis_prefix):
+    """Batches larger than a bucket, landing before, inside and after the
+    existing ids: every bucket stays a listpack and the order holds."""
+    clock = FakeClock()
+    make = TaskMaker(clock)
+    s = await opened()
+    tasks = [make() for _ in range(1200)]
+    order = tasks[400:800] + tasks[:300] + tasks[900:] + tasks[300:400] + tasks[800:900]
+    head = order[:300]
+    random.Random(3).shuffle(head)
+    order[:300] = head
+    for i in range(0, 1200, 300):
+        await put(s, *order[i : i + 300])
+    pattern = f"{redis_prefix}:{{q:q}}:x:pending:0:job/*"
+    for k in [k async for k in raw.scan_iter(match=pattern)]:
+        assert await raw.object("encoding", k) == b"listpack"
+        assert await raw.zcard(k) < 128
+    leased = []
+    while batch := await s.lease("q", 500, "w", clock.now()):
+        leased += [t.id for t in batch]
+    assert leased == [t.id for t in tasks]

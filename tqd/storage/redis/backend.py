@@ -10,8 +10,8 @@ Failures: connection errors and timeouts raise StorageUnavailable at once.
 A command is retried once after a ConnectionError (a pooled connection the
 server closed, as after a restart), never after a timeout; if the server
 dies after running a script but before answering, that one retry can run it
-again: an enqueue then reports a duplicate id, a settle reports a stale
-token. The subscriber reconnects with capped backoff by itself.
+again: an enqueue then finds its own tasks stored and reports them created
+(see _stored_already), a settle reports a stale token. The subscriber reconnects with capped backoff by itself.
 
 Differences from the SQLite store, none of which the contract promises
 either way:
@@ -53,7 +53,15 @@ from tqd.models import (
     zero_counts,
 )
 from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
-from tqd.storage.redis.client import DOWN, ScriptClient, StateConflict, connect, guarded, safe_url
+from tqd.storage.redis.batcher import EnqueueBatcher
+from tqd.storage.redis.client import (
+    DOWN,
+    Breaker,
+    ScriptClient,
+    StateConflict,
+    connect,
+    safe_url,
+)
 from tqd.storage.redis.codec import decode_event, decode_task, pairs, task_fields
 from tqd.storage.redis.events import Subscriber
 from tqd.storage.redis.keys import DEFAULT_PREFIX, Keys, token_queue
@@ -70,13 +78,14 @@ def _num(value: float) -> str:
 
 
 def _index_time(t: Task) -> str:
-    """The score of a new task in its state's time index ('' when pending)."""
-    at = {
-        "scheduled": t.run_at if t.run_at is not None else t.created_at,
-        "processing": t.lease_expires_at,
-        "pending": None,
-    }.get(t.state, t.finished_at)
-    return "" if at is None else _num(at)
+    """The score of a new task in its state's time index ('' when pending).
+
+    A task stored in a later state (``tqd migrate`` copies any) that lacks
+    the time of its state is indexed by its creation time."""
+    if t.state == "pending":
+        return ""
+    at = {"scheduled": t.run_at, "processing": t.lease_expires_at}.get(t.state, t.finished_at)
+    return _num(t.created_at if at is None else at)
 
 
 class RedisStorage(Storage):
@@ -118,9 +127,14 @@ class RedisStorage(Storage):
         self._given = client
         self._r: Any = None
         self._scripts: ScriptClient | None = None
+        self._breaker: Breaker | None = None
+        #: Queues this handle put in the registry (see _run and _resync).
+        self._registered: set[str] = set()
+        self._batcher = EnqueueBatcher(self._enqueue_now)
         self._sub: Subscriber | None = None
         self._sub_client: Any = None
         self._origin = uuid.uuid4().hex[:16]
+        self._own_prefix = self._origin.encode() + b" "
         #: The Redis server version, once open.
         self.server_version = ""
 
@@ -153,7 +167,10 @@ class RedisStorage(Storage):
         log.info("storage: Redis %s at %s", self.server_version, safe_url(self.url))
         await self._check_eviction()
         major = self.server_version.split(".")[0]
-        self._scripts = ScriptClient(self._r, shebang=major.isdigit() and int(major) >= 7)
+        self._breaker = Breaker(self._r.ping, probe_timeout=min(1.0, self._socket_timeout))
+        self._scripts = ScriptClient(
+            self._r, shebang=major.isdigit() and int(major) >= 7, breaker=self._breaker
+        )
         await self._scripts.load()
         sub_client = self._given if self._given is not None else self._client(blocking=True)
         self._sub_client = sub_client
@@ -181,6 +198,8 @@ class RedisStorage(Storage):
         log.warning(message)
 
     async def close(self) -> None:
+        if self._breaker is not None:
+            await self._breaker.close()
         if self._sub is not None:
             await self._sub.stop()
             self._sub = None
@@ -191,7 +210,7 @@ class RedisStorage(Storage):
         self._r = self._scripts = None
 
     async def ping(self) -> None:
-        await guarded(self._redis().ping())
+        await self._guard(self._redis().ping())
 
     # -- plumbing -----------------------------------------------------------
 
@@ -199,6 +218,14 @@ class RedisStorage(Storage):
         if self._r is None:
             raise StorageUnavailable("storage: the Redis store is not open")
         return self._r
+
+    def _guard(self, awaitable: Any) -> Any:
+        """Await a plain Redis call through the breaker (see client.py)."""
+        if self._breaker is None:
+            if hasattr(awaitable, "close"):
+                awaitable.close()
+            raise StorageUnavailable("storage: the Redis store is not open")
+        return self._breaker.call(awaitable)
 
     def _qargs(self, queue: str, args: Sequence[Any]) -> list[Any]:
         return [self.keys.queue_prefix(queue), queue, self.keys.events, self._origin, *args]
@@ -212,16 +239,19 @@ class RedisStorage(Storage):
     ) -> list[Any]:
         """Run queue scripts ``(name, queue, args)`` in one round trip.
 
-        ``register`` names queues to add to the registry first. Emits the
-        changes the scripts report, once all of them ran.
+        ``register`` names queues to add to the registry first (those this
+        handle has not added yet). Emits the changes the scripts report, once
+        all of them ran.
         """
         if self._scripts is None:
             raise StorageUnavailable("storage: the Redis store is not open")
+        new = [q for q in register if q not in self._registered]
         results = await self._scripts.run(
             [(n, [self.keys.counts(q)], self._qargs(q, a)) for n, q, a in calls],
             transaction=transaction,
-            before=[("SADD", [self.keys.queues, *register])] if register else (),
+            before=[("SADD", [self.keys.queues, *new])] if new else (),
         )
+        self._registered.update(new)
         changes: list[Change | QueueChange] = []
         for (name, _, _), res in zip(calls, results, strict=True):
             if name not in _QUIET and res[1]:
@@ -233,19 +263,23 @@ class RedisStorage(Storage):
         return (await self._run([(name, queue, args)]))[0]
 
     def _on_event(self, message: bytes) -> None:
-        origin, changes = decode_event(message)
-        if origin != self._origin:
-            self._emit(changes)
+        if message.startswith(self._own_prefix):
+            return  # this process emitted its own changes when its script returned
+        self._emit(decode_event(message)[1])
 
     async def _resync(self) -> None:
-        """After the subscription came back: wake whoever waits on a queue with work."""
+        """After the subscription came back (Redis may have restarted): put the
+        queues this handle registered back in the registry, in case the
+        restart lost it, and wake whoever waits on a queue with work."""
+        if self._registered:
+            await self._guard(self._redis().sadd(self.keys.queues, *self._registered))
         counts = await self._counts(await self._queue_names())
         self._emit(
             [Change("", q, "", "pending") for q, (c, _) in counts.items() if c.get("pending")]
         )
 
     async def _queue_names(self) -> list[str]:
-        names = await guarded(self._redis().smembers(self.keys.queues))
+        names = await self._guard(self._redis().smembers(self.keys.queues))
         return sorted(n.decode() for n in names)
 
     async def _counts(self, names: Sequence[str]) -> dict[str, tuple[dict[str, int], bool]]:
@@ -253,7 +287,7 @@ class RedisStorage(Storage):
         for q in names:
             pipe.hgetall(self.keys.counts(q))
             pipe.exists(self.keys.paused(q))
-        out = await guarded(pipe.execute())
+        out = await self._guard(pipe.execute())
         result = {}
         for i, q in enumerate(names):
             counts = zero_counts()
@@ -267,7 +301,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.hgetall(self.keys.task(q, task_id))
-        found = await guarded(pipe.execute())
+        found = await self._guard(pipe.execute())
         for q, fields in zip(names, found, strict=True):
             if fields:
                 return q, fields
@@ -290,7 +324,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.zcount(self.keys.time_index(q, index), "-inf", high)
-        counts = await guarded(pipe.execute())
+        counts = await self._guard(pipe.execute())
         calls = []
         left = limit
         for q, n in zip(names, counts, strict=True):
@@ -305,6 +339,13 @@ class RedisStorage(Storage):
     # -- producing and consuming --------------------------------------------
 
     async def _enqueue(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        queue = tasks[0].queue
+        if all(t.queue == queue for t in tasks):
+            return await self._batcher.submit(queue, tasks)
+        return await self._enqueue_now(tasks)
+
+    async def _enqueue_now(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        """One round trip: one script per queue (a MULTI/EXEC over several)."""
         groups: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):
             groups.setdefault(t.queue, []).append(i)
@@ -317,10 +358,15 @@ class RedisStorage(Storage):
                 args += [t.id, t.idempotency_key or "", t.state, t.name, str(t.priority)]
                 args += [_index_time(t), len(fields) // 2, *fields]
             calls.append(("ENQUEUE", queue, args))
-        # The registry is written with every batch (an O(1) SADD in the same
-        # round trip) rather than once per process: after a Redis restart
-        # that lost it, the next enqueue puts it back.
-        results = await self._run(calls, transaction=len(calls) > 1, register=list(groups))
+        # A queue goes into the registry with its first batch from this
+        # handle (an SADD in the same round trip); after a Redis restart,
+        # which the subscriber notices, _resync puts every one back.
+        try:
+            results = await self._run(calls, transaction=len(calls) > 1, register=list(groups))
+        except Conflict:
+            if await self._stored_already(tasks):
+                return [EnqueueResult(t, True) for t in tasks]
+            raise
         out: list[EnqueueResult | None] = [None] * len(tasks)
         by_id = {t.id: t for t in tasks}
         for (queue, idxs), (items, _) in zip(groups.items(), results, strict=True):
@@ -335,11 +381,34 @@ class RedisStorage(Storage):
                     )
         return out  # type: ignore[return-value]
 
+    async def _stored_already(self, tasks: Sequence[Task]) -> bool:
+        """Whether every task of a refused batch is stored exactly as given.
+
+        A command is sent again once after a dropped connection; if Redis ran
+        the script but the answer was lost, the second run finds the batch's
+        own ids and refuses it. The batch is then stored, not in conflict.
+        """
+        pipe = self._redis().pipeline(transaction=False)
+        for t in tasks:
+            pipe.hmget(self.keys.task(t.queue, t.id), "c", "n", "p")
+        found = await self._guard(pipe.execute())
+        return all(
+            f[0] is not None and float(f[0]) == t.created_at and f[1] == t.name.encode()
+            and f[2] == t.payload
+            for t, f in zip(tasks, found, strict=True)
+        )
+
     async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
-        flat, _ = await self._run1("LEASE", queue, limit, worker, _num(now), secrets.token_hex(6))
-        return [
-            decode_task(flat[i].decode(), queue, pairs(flat[i + 1])) for i in range(0, len(flat), 2)
-        ]
+        started = _num(now).encode()
+        flat, _ = await self._run1("LEASE", queue, limit, worker, started, secrets.token_hex(6))
+        tasks = []
+        for i in range(0, len(flat), 4):
+            fields = pairs(flat[i + 1])
+            # the script returns the hash as it was before the lease
+            fields[b"s"], fields[b"l"], fields[b"z"] = b"processing", flat[i + 2], flat[i + 3]
+            fields[b"g"], fields[b"w"] = started, worker.encode()
+            tasks.append(decode_task(flat[i].decode(), queue, fields))
+        return tasks
 
     def _by_queue(self, items: Sequence[Any], token_of: Any) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}
@@ -419,7 +488,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.zrange(self.keys.scheduled(q), 0, 0, withscores=True)
-        firsts = [found[0][1] for found in await guarded(pipe.execute()) if found]
+        firsts = [found[0][1] for found in await self._guard(pipe.execute()) if found]
         return min(firsts) if firsts else None
 
     async def _expire_finished(self, state: str, before: float, limit: int) -> int:
@@ -452,7 +521,7 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=False)
         for task_id, q in page:
             pipe.hgetall(self.keys.task(q, task_id))
-        bodies = await guarded(pipe.execute())
+        bodies = await self._guard(pipe.execute())
         tasks = [decode_task(i, q, f) for (i, q), f in zip(page, bodies, strict=True) if f]
         return Page(tasks, page[-1][0] if len(merged) > limit else None)
 
@@ -482,14 +551,15 @@ class RedisStorage(Storage):
 
     async def declare_queues(self, names: Sequence[str]) -> None:
         if names:
-            await guarded(self._redis().sadd(self.keys.queues, *names))
+            await self._guard(self._redis().sadd(self.keys.queues, *names))
+            self._registered.update(names)
 
     async def queues(self) -> list[QueueInfo]:
         counts = await self._counts(await self._queue_names())
         return [QueueInfo(name=q, paused=p, counts=c) for q, (c, p) in counts.items()]
 
     async def _queue(self, name: str) -> QueueInfo | None:
-        if not await guarded(self._redis().sismember(self.keys.queues, name)):
+        if not await self._guard(self._redis().sismember(self.keys.queues, name)):
             return None
         counts, paused = (await self._counts([name]))[name]
         return QueueInfo(name=name, paused=paused, counts=counts)
@@ -520,14 +590,14 @@ class RedisStorage(Storage):
         pipe = self._redis().pipeline(transaction=True)
         pipe.zrem(self.keys.workers_exp, worker_id)
         pipe.hdel(self.keys.workers_info, worker_id)
-        await guarded(pipe.execute())
+        await self._guard(pipe.execute())
 
     async def workers(self, now: float) -> list[WorkerInfo]:
         r = self._redis()
-        ids = await guarded(r.zrangebyscore(self.keys.workers_exp, f"({_num(now)}", "+inf"))
+        ids = await self._guard(r.zrangebyscore(self.keys.workers_exp, f"({_num(now)}", "+inf"))
         if not ids:
             return []
-        infos = await guarded(r.hmget(self.keys.workers_info, sorted(ids)))
+        infos = await self._guard(r.hmget(self.keys.workers_info, sorted(ids)))
         return [msgspec.json.decode(i, type=WorkerInfo) for i in infos if i is not None]
 
 

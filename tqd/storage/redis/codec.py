@@ -109,7 +109,10 @@ def pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
 
 def decode_event(message: bytes | str) -> tuple[str, list[Change | QueueChange]]:
     """The origin and the changes of one event message (see scripts.py)."""
-    body = orjson.loads(message)
+    if isinstance(message, str):
+        message = message.encode()
+    origin, _, text = message.partition(b" ")
+    body = orjson.loads(text)
     queue = body["q"]
     flat = body["c"] or []  # Lua's cjson encodes an empty table as {}
     out: list[Change | QueueChange] = [
@@ -117,4 +120,4 @@ def decode_event(message: bytes | str) -> tuple[str, list[Change | QueueChange]]
     ]
     if body.get("e"):
         out.append(QueueChange(queue, body["e"]))
-    return body["o"], out
+    return origin.decode(), out

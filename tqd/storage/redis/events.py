@@ -49,6 +49,7 @@ class Subscriber:
         self._on_message = on_message
         self._on_resync = on_resync
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._ready = asyncio.Event()
         #: Whether the subscription is up right now (for tests and health).
         self.connected = False
@@ -66,11 +67,17 @@ class Subscriber:
 
     async def stop(self) -> None:
         """Stop listening (the caller closes the client)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        task, self._task = self._task, None
+        # A client library may turn the cancellation of a read into a
+        # connection error, which the loop survives by design: cancel until
+        # the task has ended (it also checks _stopping after each error).
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if task is not None and not task.cancelled():
+            with contextlib.suppress(BaseException):
+                task.result()
 
     async def _run(self) -> None:
         delay = BACKOFF_FIRST
@@ -96,6 +103,8 @@ class Subscriber:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+            if self._stopping:
+                return
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, BACKOFF_CAP)
 

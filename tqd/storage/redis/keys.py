@@ -15,7 +15,9 @@ Layout (prefix ``tqd`` by default; ``Q`` is a queue name)::
     tqd:{q:Q}:x:<stream>            ZSET   the stream's directory of buckets
     tqd:{q:Q}:x:<stream>/<bound>    ZSET   one bucket: up to 128 ids >= bound
         where <stream> is pending:<prio>:<name> for pending tasks of one
-        priority and name, <state>:<name> for the other states
+        priority and name, <state>:<name> for the finished and scheduled
+        states; processing tasks (few: as many as workers run) have no
+        stream and are listed from z:processing
     tqd:{q:Q}:z:<state>             ZSET   id -> time, for every state but pending:
                                            run_at (scheduled), lease expiry
                                            (processing), finished_at (finished)

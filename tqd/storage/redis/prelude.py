@@ -27,9 +27,12 @@ local function note(id, name, state)
   changes[#changes + 1] = state
 end
 
--- the stream (listing index; lease order when pending) of a task
+-- the stream (listing index; lease order when pending) of a task; nil for
+-- processing tasks, which are few (bounded by the workers' concurrency) and
+-- listed from their time index instead
 local function stream(state, prio, name)
   if state == 'pending' then return 'pending:' .. prio .. ':' .. name end
+  if state == 'processing' then return nil end
   return state .. ':' .. name
 end
 
@@ -45,42 +48,93 @@ local function xbucket(s, b) return QP .. 'x:' .. s .. '/' .. b end
 local function bucket_of(s, id)
   return redis.call('ZREVRANGEBYLEX', xdir(s), '[' .. id, '-', 'LIMIT', 0, 1)[1]
 end
+local function bucket_after(s, b)
+  return redis.call('ZRANGEBYLEX', xdir(s), '(' .. b, '+', 'LIMIT', 0, 1)[1]
+end
 
-local function stream_add(s, id)
-  local dir = xdir(s)
-  local b = bucket_of(s, id)
-  if not b then
-    b = id
-    redis.call('ZADD', dir, 0, b)
-    redis.call('SADD', QP .. 'xs', s)
-  end
-  local k = xbucket(s, b)
-  redis.call('ZADD', k, 0, id)
-  if redis.call('ZCARD', k) >= BUCKET then
-    -- a middle bucket splits in half; the last one hands on only its newest
-    -- id, so ids arriving in order fill every bucket
-    local moved
-    if redis.call('ZRANGEBYLEX', dir, '(' .. b, '+', 'LIMIT', 0, 1)[1] then
-      moved = redis.call('ZRANGE', k, BUCKET / 2, -1)
-    else
-      moved = redis.call('ZRANGE', k, -1, -1)
-    end
-    local args = {}
-    for _, m in ipairs(moved) do args[#args + 1] = 0; args[#args + 1] = m end
-    redis.call('ZADD', xbucket(s, moved[1]), unpack(args))
-    redis.call('ZREMRANGEBYRANK', k, -#moved, -1)
-    redis.call('ZADD', dir, 0, moved[1])
+-- ZADD/ZREM of many members, in pieces Lua's unpack can take
+local function zmany(cmd, key, args)
+  for j = 1, #args, 4000 do
+    redis.call(cmd, key, unpack(args, j, math.min(j + 3999, #args)))
   end
 end
 
-local function stream_rem(s, id)
-  local b = bucket_of(s, id)
-  if not b then return end
-  local k = xbucket(s, b)
-  redis.call('ZREM', k, id)
-  if redis.call('EXISTS', k) == 0 then
-    redis.call('ZREM', xdir(s), b)
-    if redis.call('EXISTS', xdir(s)) == 0 then redis.call('SREM', QP .. 'xs', s) end
+-- put sorted ids into fresh buckets of at most size ids each; the first one
+-- is bucket b (already in the directory), the others get bounds of their own
+local function fill_buckets(s, b, ids, size)
+  for j = 1, #ids, size do
+    local args = {}
+    for m = j, math.min(j + size - 1, #ids) do args[#args + 1] = 0; args[#args + 1] = ids[m] end
+    local bound = b
+    if j > 1 then
+      bound = ids[j]
+      redis.call('ZADD', xdir(s), 0, bound)
+    end
+    redis.call('ZADD', xbucket(s, bound), unpack(args))
+  end
+end
+
+-- Add sorted ids to a stream, one ZADD per bucket they fall in. A bucket
+-- never receives more than it can hold as a listpack (a sorted set that once
+-- grew past zset-max-listpack-entries stays a skiplist): the last bucket is
+-- filled up to BUCKET - 1 and the rest start new full buckets, so ids
+-- arriving in order fill every bucket; any other bucket that would overflow
+-- is rewritten, with the new ids, as buckets half full (full when last).
+local function stream_add_sorted(s, ids)
+  local i = 1
+  while i <= #ids do
+    local b = bucket_of(s, ids[i])
+    if not b then
+      b = ids[i]
+      redis.call('ZADD', xdir(s), 0, b)
+      redis.call('SADD', QP .. 'xs', s)
+    end
+    local nb = bucket_after(s, b)
+    local new = {}
+    while i <= #ids and (not nb or ids[i] < nb) do new[#new + 1] = ids[i]; i = i + 1 end
+    local k = xbucket(s, b)
+    local card = redis.call('ZCARD', k)
+    if card + #new < BUCKET then
+      local args = {}
+      for _, id in ipairs(new) do args[#args + 1] = 0; args[#args + 1] = id end
+      redis.call('ZADD', k, unpack(args))
+    elseif not nb and (card == 0 or new[1] > redis.call('ZRANGE', k, -1, -1)[1]) then
+      local room = BUCKET - 1 - card
+      local args = {}
+      for m = 1, room do args[#args + 1] = 0; args[#args + 1] = new[m] end
+      if room > 0 then redis.call('ZADD', k, unpack(args)) end
+      local rest = {}
+      for m = room + 1, #new do rest[#rest + 1] = new[m] end
+      if #rest > 0 then
+        redis.call('ZADD', xdir(s), 0, rest[1])
+        fill_buckets(s, rest[1], rest, BUCKET - 1)
+      end
+    else
+      local all = redis.call('ZRANGE', k, 0, -1)
+      for _, id in ipairs(new) do all[#all + 1] = id end
+      table.sort(all)
+      redis.call('DEL', k)
+      fill_buckets(s, b, all, nb and BUCKET / 2 or BUCKET - 1)
+    end
+  end
+end
+
+-- remove sorted ids from a stream, one ZREM per bucket they are in
+local function stream_rem_sorted(s, ids)
+  local i = 1
+  while i <= #ids do
+    local b = bucket_of(s, ids[i])
+    if not b then i = i + 1 else
+      local nb = bucket_after(s, b)
+      local gone = {}
+      while i <= #ids and (not nb or ids[i] < nb) do gone[#gone + 1] = ids[i]; i = i + 1 end
+      local k = xbucket(s, b)
+      zmany('ZREM', k, gone)
+      if redis.call('EXISTS', k) == 0 then
+        redis.call('ZREM', xdir(s), b)
+        if redis.call('EXISTS', xdir(s)) == 0 then redis.call('SREM', QP .. 'xs', s) end
+      end
+    end
   end
 end
 
@@ -112,19 +166,52 @@ local function stream_below(s, cursor, n)
   return out
 end
 
+-- Index and count changes are collected while a script runs and written
+-- once at its end by flush() (publish() calls it): one ZADD/ZREM per index
+-- and bucket and one HINCRBY per state, instead of several calls per task.
+-- No script reads an index or a count after changing it.
+local pend = {sadd = {}, srem = {}, zadd = {}, zrem = {}, count = {}}
+
+local function defer(tbl, key, v)
+  local list = tbl[key]
+  if not list then list = {}; tbl[key] = list end
+  list[#list + 1] = v
+end
+
+local function defer2(tbl, key, a, b)
+  local list = tbl[key]
+  if not list then list = {}; tbl[key] = list end
+  local n = #list
+  list[n + 1] = a
+  list[n + 2] = b
+end
+
 -- the task leaves state st: out of its stream, time index and count
 local function leave(id, st, prio, name)
-  stream_rem(stream(st, prio, name), id)
-  if st ~= 'pending' then redis.call('ZREM', QP .. 'z:' .. st, id) end
-  redis.call('HINCRBY', COUNTS, st, -1)
+  local s = stream(st, prio, name)
+  if s then defer(pend.srem, s, id) end
+  if st ~= 'pending' then defer(pend.zrem, st, id) end
+  pend.count[st] = (pend.count[st] or 0) - 1
 end
 
 -- the task enters state st (at: its time for the state's time index)
 local function enter(id, st, prio, name, at)
-  stream_add(stream(st, prio, name), id)
-  if st ~= 'pending' then redis.call('ZADD', QP .. 'z:' .. st, at, id) end
-  redis.call('HINCRBY', COUNTS, st, 1)
+  local s = stream(st, prio, name)
+  if s then defer(pend.sadd, s, id) end
+  if st ~= 'pending' then defer2(pend.zadd, st, at, id) end
+  pend.count[st] = (pend.count[st] or 0) + 1
   note(id, name, st)
+end
+
+local function flush()
+  for s, ids in pairs(pend.srem) do table.sort(ids); stream_rem_sorted(s, ids) end
+  for st, ids in pairs(pend.zrem) do zmany('ZREM', QP .. 'z:' .. st, ids) end
+  for s, ids in pairs(pend.sadd) do table.sort(ids); stream_add_sorted(s, ids) end
+  for st, args in pairs(pend.zadd) do zmany('ZADD', QP .. 'z:' .. st, args) end
+  for st, n in pairs(pend.count) do
+    if n ~= 0 then redis.call('HINCRBY', COUNTS, st, n) end
+  end
+  pend = {sadd = {}, srem = {}, zadd = {}, zrem = {}, count = {}}
 end
 
 -- append one error (JSON text) to the history, keeping the newest HISTORY
@@ -163,9 +250,12 @@ local function revive(id, h, st, prio, name)
   enter(id, 'pending', prio, name)
 end
 
+-- write the deferred changes, then announce them (every script that
+-- changes tasks ends with this)
 local function publish(event)
+  flush()
   if #changes == 0 and not event then return '' end
-  local msg = cjson.encode({o = ORIGIN, q = QN, c = changes, e = event or ''})
+  local msg = ORIGIN .. ' ' .. cjson.encode({q = QN, c = changes, e = event or ''})
   redis.call('PUBLISH', CHAN, msg)
   return msg
 end

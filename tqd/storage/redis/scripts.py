@@ -12,9 +12,11 @@ calling convention (see keys.py for the layout)::
 
 A script that changes tasks PUBLISHes one message for its whole batch and
 returns ``{result, message}`` (message is '' when nothing changed), so the
-caller emits exactly what other processes receive. The message is JSON:
-``{"o": origin, "q": queue, "c": [id, name, state, id, name, state, …],
-"e": queue event or ""}``; state "deleted" means the task is gone.
+caller emits exactly what other processes receive. The message is the
+origin, a space and JSON: ``{"q": queue, "c": [id, name, state, id, name,
+state, …], "e": queue event or ""}``; state "deleted" means the task is gone.
+The origin comes first so a process drops its own messages without decoding
+them.
 
 Times arrive as decimal strings (Python's repr of the caller's ``now``) and
 are stored as given; a time the script computes is written with ``%.17g`` so
@@ -86,7 +88,9 @@ return {out, publish()}
 # ARGV[6]  worker id
 # ARGV[7]  now
 # ARGV[8]  random hex; token i is <hex><i in hex>:<queue>
-# Returns  {{id, {field, value, …}, …}, message}; nothing when paused
+# Returns  {{id, {field, value, ...} as before the lease, token, lease expiry,
+#          ...}, message}; nothing when paused. The caller applies the lease
+#          (s, l, z, g, w) to the fields: one HGETALL fewer per task.
 LEASE = _queue_script("""
 if redis.call('EXISTS', QP .. 'paused') == 1 then return {{}, ''} end
 local limit, worker, now = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -114,14 +118,22 @@ end
 local out = {}
 for j, id in ipairs(picked) do
   local h = tkey(id)
-  local f = redis.call('HMGET', h, 'n', 'r', 'v')
-  leave(id, 'pending', f[2] or '0', f[1])
-  local exp = fmt(tonumber(now) + tonumber(f[3]))
+  local f = redis.call('HGETALL', h)
+  local name, prio, vt = nil, '0', nil
+  for k = 1, #f, 2 do
+    local key = f[k]
+    if key == 'n' then name = f[k + 1] elseif key == 'r' then prio = f[k + 1]
+    elseif key == 'v' then vt = f[k + 1] end
+  end
+  leave(id, 'pending', prio, name)
+  local exp = fmt(tonumber(now) + tonumber(vt))
   local token = ARGV[8] .. string.format('%x', j) .. ':' .. QN
   redis.call('HSET', h, 's', 'processing', 'l', token, 'z', exp, 'g', now, 'w', worker)
-  enter(id, 'processing', nil, f[1], exp)
+  enter(id, 'processing', prio, name, exp)
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGETALL', h)
+  out[#out + 1] = f
+  out[#out + 1] = token
+  out[#out + 1] = exp
 end
 return {out, publish()}
 """)
@@ -156,24 +168,29 @@ local now, out = ARGV[5], {}
 for j = 6, #ARGV, 5 do
   local id, kind, data, rat = ARGV[j], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
   local h = tkey(id)
-  local f = redis.call('HMGET', h, 's', 'l', 'n', 'r')
+  local f = redis.call('HMGET', h, 's', 'l', 'n', 'r', 'a')
   if f[1] ~= 'processing' or f[2] ~= ARGV[j + 1] then
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
     local name, prio = f[3], f[4] or '0'
     leave(id, 'processing', prio, name)
-    redis.call('HDEL', h, 'l', 'z')
     if kind == 'c' then
-      redis.call('HINCRBY', h, 'a', 1)
-      redis.call('HSET', h, 's', 'completed', 'f', now)
-      if data ~= '' then redis.call('HSET', h, 'o', data) else redis.call('HDEL', h, 'o') end
+      local a = tonumber(f[5] or '0') + 1
+      if data ~= '' then
+        redis.call('HSET', h, 's', 'completed', 'f', now, 'a', a, 'o', data)
+        redis.call('HDEL', h, 'l', 'z')
+      else
+        redis.call('HSET', h, 's', 'completed', 'f', now, 'a', a)
+        redis.call('HDEL', h, 'l', 'z', 'o')
+      end
       enter(id, 'completed', prio, name, now)
     elseif kind == 'r' then
-      redis.call('HDEL', h, 'w')
+      redis.call('HDEL', h, 'l', 'z', 'w')
       redis.call('HSET', h, 's', 'pending')
       enter(id, 'pending', prio, name)
     else
+      redis.call('HDEL', h, 'l', 'z')
       redis.call('HINCRBY', h, 'a', 1)
       push_error(h, data)
       if rat ~= '' then
@@ -365,6 +382,15 @@ return {#ids, publish()}
 # Returns  up to limit ids, newest first
 LIST_IDS = _queue_script("""
 local limit, ids = tonumber(ARGV[8]), {}
+if ARGV[5] == '' or ARGV[5] == 'processing' then
+  -- processing tasks have no stream; there are few (as many as workers run)
+  for _, id in ipairs(redis.call('ZRANGE', QP .. 'z:processing', 0, -1)) do
+    if (ARGV[7] == '' or id < ARGV[7])
+        and (ARGV[6] == '' or redis.call('HGET', tkey(id), 'n') == ARGV[6]) then
+      ids[#ids + 1] = id
+    end
+  end
+end
 for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
   local st, name = string.match(s, '^(%a+):'), string.match(s, ':([^:]+)$')
   if (ARGV[5] == '' or ARGV[5] == st) and (ARGV[6] == '' or ARGV[6] == name) then
