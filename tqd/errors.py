@@ -37,6 +37,27 @@ class Unauthorized(TqdError):
     status = 401
 
 
+class Forbidden(TqdError):
+    """The token's scope is too low, or a browser page of another origin acts."""
+
+    code = "forbidden"
+    status = 403
+
+
+class RequestTimeout(TqdError):
+    """The request body did not arrive within ``[api] body_timeout``."""
+
+    code = "request_timeout"
+    status = 408
+
+
+class UnsupportedMediaType(TqdError):
+    """A request body that is not declared as JSON."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
 class NotFound(TqdError):
     """No such task, queue or route."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tqd.api.limits import RequestTimeout, check_content_type
+from tqd.api.limits import check_content_type
 from tqd.api.waiters import Waiters
 from tqd.clock import Clock
 from tqd.config import Config
@@ -24,6 +24,7 @@ from tqd.errors import (
     BadRequest,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ShuttingDown,
     StorageUnavailable,
     TqdError,

@@ -26,6 +26,7 @@ from aiohttp import hdrs, web
 
 from tqd.api.app import SERVICES, json_response
 from tqd.config import Config
+from tqd.errors import Forbidden, Unauthorized
 from tqd.tokens import Identity, TokenTable, scope_allows
 
 log = logging.getLogger("tqd.auth")
@@ -94,8 +95,8 @@ def _presented_token(request: web.Request) -> tuple[str | None, str | None]:
 def _unauthorized(message: str, *, invalid: bool) -> web.Response:
     challenge = 'Bearer realm="tqd"' + (', error="invalid_token"' if invalid else "")
     return json_response(
-        {"error": {"code": "unauthorized", "message": message}},
-        status=401,
+        Unauthorized(message).to_json(),
+        status=Unauthorized.status,
         headers={hdrs.WWW_AUTHENTICATE: challenge},
     )
 
@@ -106,8 +107,8 @@ def _forbidden(identity: Identity, needed: str, request: web.Request) -> web.Res
         f"{request.method} {request.path} needs scope {needed!r}"
     )
     return json_response(
-        {"error": {"code": "forbidden", "message": message}},
-        status=403,
+        Forbidden(message).to_json(),
+        status=Forbidden.status,
         headers={
             hdrs.WWW_AUTHENTICATE: f'Bearer realm="tqd", error="insufficient_scope", scope="{needed}"'
         },

@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from tqd.api.app import SERVICES, json_response
+from tqd.errors import Forbidden
 from tqd.exposure import is_loopback
 
 ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
@@ -44,7 +45,7 @@ PREFLIGHT_MAX_AGE = "600"
 
 
 def _forbidden(message: str) -> web.Response:
-    return json_response({"error": {"code": "forbidden", "message": message}}, status=403)
+    return json_response(Forbidden(message).to_json(), status=Forbidden.status)
 
 
 def _host_name(host_header: str) -> str:

@@ -29,26 +29,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from tqd.config import Config
-from tqd.errors import BadRequest
+from tqd.errors import BadRequest, UnsupportedMediaType
 from tqd.models import valid_name
 
 #: What a task id in a path may look like (tqd makes 20 base32 characters).
 _TASK_ID = re.compile(r"[0-9A-Za-z]{1,64}")
 _JSON_TYPES = ("application/json",)
-
-
-class UnsupportedMediaType(BadRequest):
-    """A body that is not declared as JSON."""
-
-    code = "unsupported_media_type"
-    status = 415
-
-
-class RequestTimeout(BadRequest):
-    """The body did not arrive in time."""
-
-    code = "request_timeout"
-    status = 408
 
 
 def server_settings(config: Config) -> dict[str, Any]:
