@@ -39,7 +39,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import fakeredis
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -517,7 +516,3 @@ def test_sqlite_and_redis_agree_step_by_step(redis_server: Any) -> None:
                                  "promote_due", "reclaim_expired")}
     assert set(Stats.rules) == expected, expected - set(Stats.rules)
 
-
-@pytest.fixture(autouse=True)
-def _no_storage_params() -> None:
-    """This module uses its own stores, not the suite's per-backend ``storage``."""
