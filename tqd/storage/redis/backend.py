@@ -335,8 +335,13 @@ class RedisStorage(Storage):
                     )
         return out  # type: ignore[return-value]
 
-    async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
-        flat, _ = await self._run1("LEASE", queue, limit, worker, _num(now), secrets.token_hex(6))
+    async def _lease(
+        self, queue: str, limit: int, worker: str, now: float, visibility: float | None
+    ) -> list[Task]:
+        vis = "" if visibility is None else _num(visibility)
+        flat, _ = await self._run1(
+            "LEASE", queue, limit, worker, _num(now), secrets.token_hex(6), vis
+        )
         return [
             decode_task(flat[i].decode(), queue, pairs(flat[i + 1])) for i in range(0, len(flat), 2)
         ]
@@ -349,11 +354,14 @@ class RedisStorage(Storage):
                 groups.setdefault(queue, []).append(i)
         return groups
 
-    async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
+    async def _extend(
+        self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None
+    ) -> list[bool]:
         groups = self._by_queue(leases, lambda lease: lease[1])
+        vis = "" if visibility is None else _num(visibility)
         calls = []
         for queue, idxs in groups.items():
-            args: list[Any] = [_num(now)]
+            args: list[Any] = [_num(now), vis]
             for i in idxs:
                 args += leases[i]
             calls.append(("EXTEND", queue, args))

@@ -143,11 +143,15 @@ class SqliteStorage(Storage):
     async def _enqueue(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
         return await self._write(_op_enqueue, tasks)
 
-    async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
-        return await self._write(_op_lease, queue, limit, worker, now)
+    async def _lease(
+        self, queue: str, limit: int, worker: str, now: float, visibility: float | None
+    ) -> list[Task]:
+        return await self._write(_op_lease, queue, limit, worker, now, visibility)
 
-    async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
-        return await self._write(_op_extend, leases, now)
+    async def _extend(
+        self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None
+    ) -> list[bool]:
+        return await self._write(_op_extend, leases, now, visibility)
 
     async def _settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         return await self._write(_op_settle, outcomes, now)
@@ -275,7 +279,8 @@ def _op_enqueue(conn: sqlite3.Connection, changes: list, tasks: Sequence[Task]) 
 
 
 def _op_lease(
-    conn: sqlite3.Connection, changes: list, queue: str, limit: int, worker: str, now: float
+    conn: sqlite3.Connection, changes: list, queue: str, limit: int, worker: str, now: float,
+    visibility: float | None,
 ) -> list[Task]:
     # The paused flag is read in the same transaction as the lease, so a
     # pause or resume is never seen half-way (no cached copy to go stale).
@@ -283,10 +288,10 @@ def _op_lease(
         return []
     rows = conn.execute(
         f"UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
-        f"lease_expires_at = ? + visibility_timeout, started_at = ?, worker = ? "
+        f"lease_expires_at = ? + coalesce(?, visibility_timeout), started_at = ?, worker = ? "
         f"WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
         f"ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}",
-        (now, now, worker, queue, limit),
+        (now, visibility, now, worker, queue, limit),
     ).fetchall()
     # RETURNING comes in no promised order; hand the tasks out in lease order.
     rows.sort(key=lambda r: (-r[0], r[1]))
@@ -296,13 +301,16 @@ def _op_lease(
 
 
 def _op_extend(
-    conn: sqlite3.Connection, changes: list, leases: Sequence[tuple[str, str]], now: float
+    conn: sqlite3.Connection, changes: list, leases: Sequence[tuple[str, str]], now: float,
+    visibility: float | None,
 ) -> list[bool]:
     sql = (
-        "UPDATE tasks SET lease_expires_at = ? + visibility_timeout "
+        "UPDATE tasks SET lease_expires_at = ? + coalesce(?, visibility_timeout) "
         "WHERE id = ? AND lease_token = ? AND state = 'processing'"
     )
-    return [conn.execute(sql, (now, tid, token)).rowcount == 1 for tid, token in leases]
+    return [
+        conn.execute(sql, (now, visibility, tid, token)).rowcount == 1 for tid, token in leases
+    ]
 
 
 def _append_error(conn: sqlite3.Connection, task_id: str, error: dict) -> bytes:
