@@ -84,6 +84,7 @@ class Daemon:
                     worker_id=self.worker_id,
                     concurrency=cfg.worker.concurrency,
                     queues=tuple(cfg.worker.queues),
+                    exclude=self.catalog.remote_queues(),
                     queue_limits={
                         name: q.concurrency for name, q in cfg.queues.items() if q.concurrency
                     },
