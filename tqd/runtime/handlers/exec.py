@@ -185,6 +185,35 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies do not count).
+
+    An orphan that exited stays a zombie in the group until its new parent
+    reaps it, and some init processes (in containers) never do; signal 0
+    would count it as alive forever. On Linux /proc tells them apart.
+    """
+    if not _signal_group(pgid, 0):
+        return False
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return True
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            # fields: state, ppid, pgrp, ...
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
 class _Run:
     """One running command: its pipes and its exit, watched on the event loop."""
 
@@ -302,7 +331,7 @@ class _Run:
         """Feed the payload, wait for the exit and the end of the output."""
         self._feed(payload)
         code = await self.exited
-        if _signal_group(self.proc.pid, 0):
+        if _group_alive(self.proc.pid):
             # The command left processes behind in its group: they end with it.
             await self.stop(grace)
         try:
@@ -319,11 +348,11 @@ class _Run:
             if _signal_group(pgid, signal.SIGTERM):
                 deadline = self.loop.time() + grace
                 pause = 0.005
-                while _signal_group(pgid, 0) and self.loop.time() < deadline:
+                while _group_alive(pgid) and self.loop.time() < deadline:
                     await asyncio.sleep(pause)
                     pause = min(0.1, pause * 2)
         finally:  # also when cancelled again while waiting
-            if _signal_group(pgid, 0):
+            if _group_alive(pgid):
                 _signal_group(pgid, signal.SIGKILL)
         if not self.exited.done():
             try:
