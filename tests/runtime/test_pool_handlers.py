@@ -10,19 +10,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.helpers.waiting import eventually
 from tqd.clock import SystemClock
 from tqd.config import Config, HttpHandler, RemoteHandler, TaskConfig
 from tqd.runtime.catalog import Catalog, NewTask
 from tqd.runtime.handlers import build_handlers
 from tqd.runtime.pool import PoolSettings, WorkerPool
 from tqd.storage.sqlite import SqliteStorage
-
-
-async def wait_for(condition: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := await condition()):
-            await asyncio.sleep(0.01)
-    return value
 
 
 class Harness:
@@ -87,7 +81,7 @@ async def test_retry_after_holds_the_queue_and_schedules_the_task(aiohttp_server
 
     before = h.clock.now()
     first = await h.enqueue("busy")
-    await wait_for(lambda: _is(h, first, "scheduled"))
+    await eventually(lambda: _is(h, first, "scheduled"))
     task = await h.storage.get(first)
     assert task.error["kind"] == "http_status"
     assert "Retry-After 1s" in task.error["message"]
@@ -97,8 +91,8 @@ async def test_retry_after_holds_the_queue_and_schedules_the_task(aiohttp_server
     # The busy queue is held; another queue is not.
     second = await h.enqueue("busy")
     calm = await h.enqueue("calm")
-    await wait_for(lambda: _is(h, calm, "completed"))
-    await wait_for(lambda: _is(h, second, "completed"))
+    await eventually(lambda: _is(h, calm, "completed"))
+    await eventually(lambda: _is(h, second, "completed"))
     busy_times = [t for p, t in seen if p == "/busy"]
     calm_times = [t for p, t in seen if p == "/calm"]
     assert len(busy_times) == 2
@@ -121,7 +115,7 @@ async def test_the_retry_is_scheduled_for_the_retry_after(aiohttp_server, run_po
                                            queue="hooks")})
     before = h.clock.now()
     task_id = await h.enqueue("hook")
-    await wait_for(lambda: _is(h, task_id, "scheduled"))
+    await eventually(lambda: _is(h, task_id, "scheduled"))
     task = await h.storage.get(task_id)
     assert before + 120 <= task.run_at <= h.clock.now() + 120
     assert task.attempts == 1
@@ -135,6 +129,6 @@ async def test_remote_queues_are_not_served_by_the_local_pool(run_pool):
     assert not h.pool.serves("gpu")
     remote = await h.enqueue("gpu")
     local = await h.enqueue("tqd.noop")
-    await wait_for(lambda: _is(h, local, "completed"))
+    await eventually(lambda: _is(h, local, "completed"))
     assert await h.state(remote) == "pending"
     assert h.pool.running == {}

@@ -174,7 +174,7 @@ def _remote_queues(config: Config, defs: dict[str, TaskDefinition]) -> frozenset
     local name or is listed in worker.queues (the local pool would run the
     tasks of remote workers, or take theirs)."""
     remote = {d.queue for d in defs.values() if isinstance(d.handler, RemoteHandler)}
-    for d in defs.values():
+    for d in sorted(defs.values(), key=lambda d: d.name):
         if d.queue in remote and not isinstance(d.handler, RemoteHandler):
             others = sorted(
                 o.name for o in defs.values()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.procs import read_pids, running
+from tests.helpers.waiting import eventually
 from tqd.config import ExecHandler
 from tqd.errors import ConfigError
 from tqd.ids import IdGenerator
@@ -35,17 +36,13 @@ def sh(script: str, **options: Any) -> ExecCommand:
     return command("/bin/sh", "-c", script, **options)
 
 
-async def wait_for_pids(path: Path, n: int, timeout: float = 10.0) -> list[int]:
-    async with asyncio.timeout(timeout):
-        while len(pids := read_pids(path)) < n:
-            await asyncio.sleep(0.01)
-    return pids
+async def wait_for_pids(path: Path, n: int) -> list[int]:
+    return await eventually(lambda: len(read_pids(path)) >= n and read_pids(path),
+                            message=f"{n} pids in {path}")
 
 
-async def wait_gone(pids: list[int], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while any(running(p) for p in pids):
-            await asyncio.sleep(0.01)
+async def wait_gone(pids: list[int]) -> None:
+    await eventually(lambda: not any(running(p) for p in pids), message=f"{pids} gone")
 
 
 # -- results ------------------------------------------------------------------
