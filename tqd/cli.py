@@ -139,11 +139,21 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        return uvloop.run(serve(config, on_ready=ready))
+        status = uvloop.run(serve(config, on_ready=ready))
     except ImportError:  # pragma: no cover - platforms without uvloop
         import asyncio
 
-        return asyncio.run(serve(config, on_ready=ready))
+        status = asyncio.run(serve(config, on_ready=ready))
+    # Everything is settled or handed back by now. A sync handler may still
+    # be running in a thread (Python cannot stop it); its task was handed
+    # back, so exit without waiting for it (the interpreter would join it).
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _config_check(args: argparse.Namespace) -> int:

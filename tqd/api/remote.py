@@ -225,7 +225,7 @@ def _failure(
         "retry" if retry_at is not None else "no retry", message,
         extra={"task_id": task.id, "queue": task.queue, "task_name": task.name},
     )
-    return Outcome(task_id=task.id, token=token, kind="fail",
+    return Outcome(task_id=task.id, token=token, kind="fail", queue=task.queue, name=task.name,
                    error=make_error("remote", message, attempt, now), retry_at=retry_at)
 
 

@@ -87,6 +87,10 @@ class WorkerPool:
         self.running: dict[str, Running] = {}
         self._per_queue: dict[str, int] = {}
         self._active: set[str] = set()
+        # Paused queues, as the change events report them: an enqueue into a
+        # paused queue must not cost a lease round trip. (The store still
+        # checks the flag in the lease itself; this only saves work.)
+        self._paused: set[str] = set()
         self._gen: dict[str, int] = {}
         self._rotation = 0
         self._wake = asyncio.Event()
@@ -116,6 +120,8 @@ class WorkerPool:
         """Begin leasing: every served queue with pending tasks is active."""
         self._storage.add_listener(self._on_changes)
         for info in await self._storage.queues():
+            if info.paused:
+                self._paused.add(info.name)
             if info.counts.get("pending") and self.serves(info.name):
                 self._active.add(info.name)
         for name in self._served:
@@ -162,18 +168,23 @@ class WorkerPool:
         running = self.running
         for c in changes:
             if type(c) is Change:
-                if c.state == "pending":
+                if c.state == "pending" and self.serves(c.queue) and c.queue not in self._paused:
+                    self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
+                    self._active.add(c.queue)
+                    wake = True
+                if c.state != "processing" and c.id in running:
+                    # Someone else ended this task's lease (cancelled it,
+                    # reclaimed it, deleted it): stop the handler.
+                    self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
+            elif type(c) is QueueChange:
+                if c.event == "paused":
+                    self._paused.add(c.queue)
+                elif c.event == "resumed":
+                    self._paused.discard(c.queue)
                     if self.serves(c.queue):
                         self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
                         self._active.add(c.queue)
                         wake = True
-                elif c.state != "processing" and c.id in running:
-                    # Someone else ended this task's lease: stop the handler.
-                    self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
-            elif type(c) is QueueChange and c.event == "resumed" and self.serves(c.queue):
-                self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
-                self._active.add(c.queue)
-                wake = True
         if wake:
             self._wake.set()
 
@@ -249,6 +260,8 @@ class WorkerPool:
         self._rotation += 1
         plan: list[tuple[str, int, int]] = []
         for queue in queues[start:] + queues[:start]:
+            if queue in self._paused:
+                continue
             n = min(free, self._room(queue))
             if n <= 0:
                 continue
@@ -281,7 +294,7 @@ class WorkerPool:
 
     def _hand_back(self, tasks: list[Task]) -> None:
         for t in tasks:
-            self._outcomes.append(Outcome(task_id=t.id, token=t.lease_token or "", kind="release"))
+            self._outcomes.append(_outcome(t, "release"))
         self._settle_wake.set()
 
     # -- running ------------------------------------------------------------
@@ -313,6 +326,9 @@ class WorkerPool:
             return self._failure(task, "config", f"no handler for task {task.name!r} in this process")
         ctx = TaskContext(task)
         timer = asyncio.timeout(task.timeout) if task.timeout else None
+        # started_at becomes the moment the handler is called (the store
+        # holds the lease time until the outcome is settled).
+        task.started_at = self._clock.now()
         try:
             if timer is None:
                 result = await handler.run(ctx)
@@ -322,7 +338,7 @@ class WorkerPool:
         except asyncio.CancelledError:
             reason = running.stop_reason
             if reason == SHUTDOWN:
-                return Outcome(task_id=task.id, token=task.lease_token or "", kind="release")
+                return _outcome(task, "release")
             if reason in (LOST, CANCELLED):
                 return None
             raise
@@ -341,7 +357,7 @@ class WorkerPool:
         except TypeError as err:
             return self._failure(task, "result", f"the result is not JSON: {err}", retry=False)
         self.counters["completed"] += 1
-        return Outcome(task_id=task.id, token=task.lease_token or "", kind="complete", result=encoded)
+        return _outcome(task, "complete", result=encoded)
 
     def _failure(
         self, task: Task, kind: str, message: str, *, retry: bool = True, delay: float | None = None
@@ -364,13 +380,7 @@ class WorkerPool:
             task.id, task.name, attempt, task.max_attempts, what, message,
             extra={"task_id": task.id, "queue": task.queue, "task_name": task.name},
         )
-        return Outcome(
-            task_id=task.id,
-            token=task.lease_token or "",
-            kind="fail",
-            error=make_error(kind, message, attempt, now),
-            retry_at=retry_at,
-        )
+        return _outcome(task, "fail", error=make_error(kind, message, attempt, now), retry_at=retry_at)
 
     # -- settling -----------------------------------------------------------
 
@@ -425,6 +435,13 @@ class WorkerPool:
     def next_extend_at(self) -> float | None:
         """The earliest time a running task's lease needs extending, or None."""
         return min((r.extend_at for r in self.running.values()), default=None)
+
+
+def _outcome(task: Task, kind: str, **fields: object) -> Outcome:
+    return Outcome(
+        task_id=task.id, token=task.lease_token or "", kind=kind, queue=task.queue, name=task.name,
+        started_at=task.started_at, **fields,  # type: ignore[arg-type]
+    )
 
 
 def _encode_result(result: object) -> bytes:
