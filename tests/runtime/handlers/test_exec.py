@@ -243,3 +243,42 @@ async def test_many_commands_run_at_once():
     handler = sh('cat; echo " done"')
     results = await asyncio.gather(*(handler.run(context(f'"{i}"'.encode())) for i in range(40)))
     assert results == [f'"{i}" done' for i in range(40)]
+
+
+def _processes_with_args(*argv: str) -> list[int]:
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == wanted and running(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+async def test_a_cancel_while_the_spawn_waits_for_a_thread_leaves_no_process():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    marker = f"{os.getpid()}.{id(object())}"  # a unique sleep argument
+    spawner = ThreadPoolExecutor(1)
+    gate = threading.Event()
+    spawner.submit(gate.wait)  # the only thread is busy: the spawn queues behind it
+    try:
+        handler = ExecCommand(ExecHandler(command=["sleep", marker]), "x", spawner)
+        job = asyncio.create_task(handler.run(context()))
+        await asyncio.sleep(0.05)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        gate.set()  # now the thread starts the process of the cancelled task
+        spawned = spawner.submit(lambda: None)
+        await asyncio.wrap_future(spawned)
+        await eventually(lambda: not _processes_with_args("/usr/bin/sleep", marker)
+                         and not _processes_with_args("/bin/sleep", marker),
+                         message="the late process is killed")
+    finally:
+        gate.set()
+        spawner.shutdown()

@@ -16,7 +16,7 @@ from tqd.errors import ConfigError
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.handlers.base import Handler, RawJSON, TaskContext, TaskFailed
 from tqd.runtime.handlers.builtin import BUILTINS
-from tqd.runtime.handlers.exec import ExecCommand
+from tqd.runtime.handlers.exec import ExecCommand, spawn_executor
 from tqd.runtime.handlers.http import HttpPost, SharedSession
 from tqd.runtime.handlers.python import PythonCall, resolve_target
 
@@ -25,17 +25,19 @@ __all__ = ["Handler", "HandlerSet", "RawJSON", "TaskContext", "TaskFailed", "bui
 
 class HandlerSet:
     """The handlers of every task name, and what they share (a thread pool,
-    the http client session)."""
+    the threads that start exec commands, the http client session)."""
 
     def __init__(
         self,
         handlers: dict[str, Handler],
         executor: ThreadPoolExecutor,
         session: SharedSession | None = None,
+        spawner: ThreadPoolExecutor | None = None,
     ) -> None:
         self.by_name = handlers
         self._executor = executor
         self._session = session
+        self._spawner = spawner
 
     def get(self, name: str) -> Handler | None:
         """The handler of ``name``; None for names that do not run here (remote)."""
@@ -48,6 +50,8 @@ class HandlerSet:
             await handler.close()
         if self._session is not None:
             await self._session.close()
+        if self._spawner is not None:
+            self._spawner.shutdown(wait=False, cancel_futures=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -59,6 +63,7 @@ def build_handlers(catalog: Catalog, config: Config) -> HandlerSet:
         max_workers=min(64, config.worker.concurrency), thread_name_prefix="tqd-handler"
     )
     session: SharedSession | None = None
+    spawner: ThreadPoolExecutor | None = None
     handlers: dict[str, Handler] = {}
     for d in catalog.definitions():
         spec = d.handler
@@ -69,7 +74,9 @@ def build_handlers(catalog: Catalog, config: Config) -> HandlerSet:
             fn = resolve_target(spec.target, config.python_path, where)
             handlers[d.name] = PythonCall(fn, executor)
         elif isinstance(spec, ExecHandler):
-            handlers[d.name] = ExecCommand(spec, where)
+            if spawner is None:
+                spawner = spawn_executor()
+            handlers[d.name] = ExecCommand(spec, where, spawner)
         elif isinstance(spec, HttpHandler):
             if session is None:
                 session = SharedSession(config.http)
@@ -78,4 +85,4 @@ def build_handlers(catalog: Catalog, config: Config) -> HandlerSet:
             continue  # leased by remote workers over the API, never run here
         else:
             raise ConfigError(f"{where}: handler kind {type(spec).__name__} is not supported")
-    return HandlerSet(handlers, executor, session)
+    return HandlerSet(handlers, executor, session, spawner)

@@ -16,9 +16,11 @@ itself exits, anything it left running in its process group is stopped the
 same way, so no orphan outlives its task (a process that leaves the group
 on purpose, with setsid, is beyond reach).
 
-Processes are started with ``subprocess.Popen`` (vfork on Linux) and watched
-with a pidfd on the event loop rather than with the loop's own subprocess
-support: uvloop forks, which costs several times more per task.
+Processes are started with ``subprocess.Popen`` (vfork on Linux) from a few
+threads, and watched with a pidfd on the event loop, rather than with the
+loop's own subprocess support: uvloop forks, which costs several times more
+per task, and a spawn waits for the child to exec, which on a busy machine
+would stall the loop (the threads wait instead, several at once).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -77,10 +81,25 @@ def command_env(spec: ExecHandler, source: dict[str, str] | os._Environ[str]) ->
     return env
 
 
-class ExecCommand:
-    """Runs one configured command per task (see the module docstring)."""
+#: Threads that start processes; more start faster on a busy machine.
+SPAWN_THREADS = 4
 
-    def __init__(self, spec: ExecHandler, where: str) -> None:
+
+def spawn_executor() -> ThreadPoolExecutor:
+    """The threads exec commands are started from (shared by every exec task)."""
+    return ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="tqd-spawn")
+
+
+class ExecCommand:
+    """Runs one configured command per task (see the module docstring).
+
+    ``spawner`` starts the processes; without one the command gets threads
+    of its own, shut down by ``close``.
+    """
+
+    def __init__(self, spec: ExecHandler, where: str, spawner: Executor | None = None) -> None:
+        self._own_spawner = spawner is None
+        self._spawner = spawner or spawn_executor()
         self._env = command_env(spec, os.environ)
         self._argv = [resolve_program(spec, self._env, where), *spec.command[1:]]
         self._cwd = spec.cwd
@@ -95,15 +114,21 @@ class ExecCommand:
         env["TQD_TASK_NAME"] = ctx.name
         env["TQD_QUEUE"] = ctx.queue
         env["TQD_ATTEMPT"] = str(ctx.attempt)
+        loop = asyncio.get_running_loop()
+        spawning = loop.run_in_executor(self._spawner, _spawn, self._argv, self._cwd, env)
         try:
-            proc = _spawn(self._argv, self._cwd, env)
+            proc = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            # The thread starts the process anyway: stop it as soon as it exists.
+            spawning.add_done_callback(_abandon)
+            raise
         except OSError as err:
             raise TaskFailed(
                 f"cannot start {self._argv[0]!r}: {err.strerror or err}",
                 retry=err.errno not in _CANNOT_START,
                 kind="start",
             ) from None
-        run = _Run(proc, asyncio.get_running_loop(), self._max_output)
+        run = _Run(proc, loop, self._max_output)
         try:
             code = await run.finish(ctx.raw_payload, self._grace)
         except BaseException:
@@ -138,7 +163,20 @@ class ExecCommand:
         raise TaskFailed(f"exit {code}{said}", retry=code not in self._no_retry, kind="exit")
 
     async def close(self) -> None:
-        pass
+        if self._own_spawner:
+            self._spawner.shutdown(wait=False)
+
+
+def _abandon(spawning: asyncio.Future) -> None:
+    """Kill what a spawn started after its task was cancelled, and reap it."""
+    if spawning.cancelled() or spawning.exception() is not None:
+        return
+    proc: subprocess.Popen = spawning.result()
+    _signal_group(proc.pid, signal.SIGKILL)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    threading.Thread(target=proc.wait, name="tqd-reap", daemon=True).start()
 
 
 def _spawn(argv: list[str], cwd: str | None, env: dict[str, str]) -> subprocess.Popen:
