@@ -177,3 +177,12 @@ def test_config_check_reports_bad_handler_settings(tmp_path: Path, capsys):
         assert main(["config", "check", str(config)]) == 2, handler
         err = capsys.readouterr().err
         assert err.strip().startswith(f"tqd: {config}: {message}"), err
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(daemon: Daemon, tmp_path: Path):
+    taken = daemon.url.removeprefix("http://")
+    out = _tqd("serve", "--listen", taken, "--storage", f"sqlite://{tmp_path}/tqd.db")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"tqd: listen: cannot listen on {taken}: Address already in use")
+    assert "Traceback" not in out.stderr
