@@ -2,7 +2,7 @@
 
 Exit statuses: 0 ok; 1 the task failed (``--wait``); 2 usage or
 configuration error, or a request the server refused; 3 the server cannot be
-reached. Every error is one line on stderr, never a traceback.
+reached; 4 ``--wait SECONDS`` ran out before the task finished. Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from tqd import __version__
 
-EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_WAIT_EXPIRED = 0, 1, 2, 3, 4
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -210,7 +210,12 @@ def _run_client(client: Any, args: argparse.Namespace) -> int:
             return EXIT_OK
         task = client.wait(task["id"], None if args.wait < 0 else args.wait)
         _print_json(task)
-        return EXIT_TASK_FAILED if task["state"] in ("failed", "cancelled") else EXIT_OK
+        if task["state"] in ("failed", "cancelled"):
+            return EXIT_TASK_FAILED
+        if task["state"] != "completed":
+            return _fail(f"task {task['id']} is still {task['state']} after {args.wait:g}s",
+                         EXIT_WAIT_EXPIRED)
+        return EXIT_OK
     if cmd == "get":
         _print_json(client.get(args.id, wait=args.wait))
         return EXIT_OK

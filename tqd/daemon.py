@@ -5,7 +5,8 @@ Start: store → catalog and handlers → queues declared → orphaned leases
 taken back (single-process stores) → roles → worker pool → HTTP API.
 Stop (SIGTERM/SIGINT): the API keeps answering but refuses new tasks (503)
 → the pool stops leasing, lets running tasks finish within the grace and
-hands back the rest → roles stop → the API closes → the store closes. A
+hands back the rest → long polls (``?wait=``) are answered → roles stop →
+the API closes → the store closes. A
 second signal exits at once.
 """
 
@@ -145,11 +146,18 @@ class Daemon:
         """Drain and stop every part, in reverse order of start."""
         if self.services is not None:
             self.services.draining = True
-        log.info("stopping: no new tasks accepted")
+        # A start that failed says why in one line (the CLI prints it); the
+        # clean-up after it is not news.
+        started = bool(self.url)
+        if started:
+            log.info("stopping: no new tasks accepted")
         if self.pool is not None:
             handed_back = await self.pool.stop(self.config.shutdown_grace)
             if handed_back:
                 log.warning("handed back %d tasks that did not finish within the grace", handed_back)
+        if self.services is not None:
+            # Running tasks have ended or been handed back: answer long polls now.
+            self.services.waiters.close()
         for role in self.roles:
             role.stop()
         if self._role_jobs:
@@ -167,7 +175,8 @@ class Daemon:
             await self.handlers.close()
         if self.storage is not None:
             await self.storage.close()
-        log.info("stopped")
+        if started:
+            log.info("stopped")
 
 
 async def serve(config: Config, on_ready: callable | None = None) -> int:  # type: ignore[valid-type]

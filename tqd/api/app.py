@@ -18,7 +18,7 @@ from aiohttp import web
 from tqd.api.waiters import Waiters
 from tqd.clock import Clock
 from tqd.config import Config
-from tqd.errors import BadRequest, NotFound, PayloadTooLarge, TqdError
+from tqd.errors import BadRequest, NotFound, PayloadTooLarge, ShuttingDown, TqdError
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.pool import WorkerPool
 from tqd.storage.base import Storage
@@ -79,9 +79,14 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     """Turn every failure into the JSON error shape; log 5xx with a traceback."""
     try:
         return await handler(request)
+    except ShuttingDown as err:
+        # Expected while draining; the client is told to go elsewhere.
+        log.debug("%s %s refused: %s", request.method, request.path, err.message)
+        return error_response(err)
     except TqdError as err:
         if err.status >= 500:
-            log.error("%s %s answered %d: %s", request.method, request.path, err.status, err.message)
+            log.error("%s %s answered %d: %s", request.method, request.path, err.status,
+                      err.message, exc_info=True)
         return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -125,8 +130,8 @@ def query_float(request: web.Request, name: str, low: float, high: float) -> flo
 
 
 def create_app(svc: Services) -> web.Application:
-    """The aiohttp application for ``svc``: every route under /v1/ plus health."""
-    from tqd.api import health, queues, remote, tasks, workers
+    """The aiohttp application for ``svc``: every route under /v1/, health, the dashboard at /."""
+    from tqd.api import dashboard, health, queues, remote, tasks, workers
 
     app = web.Application(
         middlewares=[errors_middleware], client_max_size=svc.config.api.max_body_size
@@ -138,6 +143,7 @@ def create_app(svc: Services) -> web.Application:
     queues.add_routes(app)
     workers.add_routes(app)
     remote.add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 

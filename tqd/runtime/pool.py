@@ -300,6 +300,11 @@ class WorkerPool:
     # -- running ------------------------------------------------------------
 
     def _start(self, task: Task, now: float) -> None:
+        stale = self.running.get(task.id)
+        if stale is not None:
+            # Leased again after its lease was taken back (a stalled heartbeat):
+            # the earlier run has nothing left to settle.
+            self._interrupt(stale, LOST)
         running = Running(task, extend_at=now + task.visibility_timeout / 3)
         self.running[task.id] = running
         self._per_queue[task.queue] = self._per_queue.get(task.queue, 0) + 1
@@ -312,7 +317,8 @@ class WorkerPool:
         try:
             outcome = await self._attempt(running)
         finally:
-            del self.running[task.id]
+            if self.running.get(task.id) is running:
+                del self.running[task.id]
             self._per_queue[task.queue] -= 1
             self._wake.set()
             if outcome is not None:

@@ -384,19 +384,30 @@ class _Run:
         pgid = self.proc.pid
         try:
             if _signal_group(pgid, signal.SIGTERM):
-                deadline = self.loop.time() + grace
-                pause = 0.005
-                while _group_alive(pgid) and self.loop.time() < deadline:
-                    await asyncio.sleep(pause)
-                    pause = min(0.1, pause * 2)
+                await self._gone(pgid, grace)
         finally:  # also when cancelled again while waiting
             if _group_alive(pgid):
                 _signal_group(pgid, signal.SIGKILL)
+        # SIGKILL cannot be refused, but the kernel takes a moment to end them.
+        await self._gone(pgid, 1.0)
         if not self.exited.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self.exited), timeout=5.0)
             except TimeoutError:
                 pass
+
+    async def _gone(self, pgid: int, seconds: float) -> bool:
+        """Whether the group ended within ``seconds``. Polled: no event tells
+        when a grandchild exits."""
+        deadline = self.loop.time() + seconds
+        pause = 0.005
+        while True:
+            if not _group_alive(pgid):
+                return True
+            if self.loop.time() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(0.1, pause * 2)
 
     def close(self) -> None:
         """Release the pipes and the pidfd; reap the process if it is still there."""
