@@ -195,10 +195,12 @@ def test_batch_settle_and_release(client: Client):
         {"id": ids[1], "token": tok[ids[1]], "outcome": "fail", "error": "bad", "retry": False},
         {"id": ids[2], "token": "wrong", "outcome": "complete", "result": "x"},
         {"id": ids[3], "token": tok[ids[3]], "outcome": "release"},
+        {"id": "00000000000000000000", "token": "x", "outcome": "fail", "error": "?"},
     ])
-    assert [r["ok"] for r in results] == [True, True, False, True]
-    assert [r.get("state") for r in results] == ["completed", "failed", None, "pending"]
+    assert [r["ok"] for r in results] == [True, True, False, True, False]
+    assert [r.get("state") for r in results] == ["completed", "failed", None, "pending", None]
     assert results[2]["error"]["code"] == "stale_lease"
+    assert results[4]["error"]["code"] == "not_found"
     assert client.get(ids[0])["result"] == {"i": 0}
     assert client.get(ids[1])["state"] == "failed"
     assert client.get(ids[2])["state"] == "processing"

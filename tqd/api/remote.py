@@ -260,12 +260,15 @@ async def settle(request: web.Request) -> web.Response:
             placed.append(i)
     accepted = await svc.storage.settle(outcomes, svc.clock.now()) if outcomes else []
     ok = dict(zip(placed, zip(outcomes, accepted, strict=True), strict=True))
+    # Tell a stale token from a task that does not exist (rare: read only those).
+    refused = [i for i in range(len(items)) if not ok.get(i, (None, False))[1]]
+    errors = dict(zip(refused, await asyncio.gather(
+        *(_stale_or_missing(svc, items[i].id) for i in refused)), strict=True))
     results = []
     for i, item in enumerate(items):
         o, good = ok.get(i, (None, False))
         if not good or o is None:
-            err = StaleLease(f"task {item.id}: the lease token is not current")
-            results.append({"id": item.id, "ok": False, **err.to_json()})
+            results.append({"id": item.id, "ok": False, **errors[i].to_json()})
         elif o.kind == "complete":
             results.append({"id": item.id, "ok": True, "state": "completed"})
         elif o.kind == "release":

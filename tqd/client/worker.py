@@ -88,6 +88,8 @@ class _Job:
     token: str
     #: Seconds a heartbeat extends the lease by; None: the task's own timeout.
     extend: float | None
+    #: Seconds from a lease (or heartbeat) to its deadline, on the server's clock.
+    span: float
     #: Loop time of the next heartbeat.
     beat_at: float
     job: asyncio.Task | None = None
@@ -239,7 +241,7 @@ class RemoteWorker:
         lease = data["lease"]
         span = self.visibility_timeout or _lease_span(data)
         loop = asyncio.get_running_loop()
-        job = _Job(task, lease["token"], self.visibility_timeout, loop.time() + span / 3)
+        job = _Job(task, lease["token"], self.visibility_timeout, span, loop.time() + span / 3)
         self._running[task.task_id] = job
         job.job = asyncio.create_task(self._run(job))
         self._beat_wake.set()
@@ -334,7 +336,7 @@ class RemoteWorker:
     async def _beat(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()
         try:
-            answer = await self._client.heartbeat(job.task.task_id, job.token, job.extend)
+            await self._client.heartbeat(job.task.task_id, job.token, job.extend)
         except ApiError as err:
             if err.status in (404, 409):
                 log.info("task %s lost its lease (%s); stopping it", job.task.task_id, err.code)
@@ -347,8 +349,7 @@ class RemoteWorker:
             log.warning("heartbeat of task %s failed: %s", job.task.task_id, err)
             job.beat_at = loop.time() + 1.0
             return
-        span = job.extend or _seconds_until(answer["lease"]["expires_at"])
-        job.beat_at = loop.time() + max(0.05, span / 3)
+        job.beat_at = loop.time() + max(0.05, job.span / 3)
 
     # -- settling -----------------------------------------------------------
 
@@ -393,13 +394,6 @@ def _lease_span(data: TaskJSON) -> float:
         expires = datetime.fromisoformat(data["lease"]["expires_at"])
         return max(0.3, (expires - started).total_seconds())
     except (KeyError, TypeError, ValueError):
-        return 30.0
-
-
-def _seconds_until(stamp: str) -> float:
-    try:
-        return max(0.3, datetime.fromisoformat(stamp).timestamp() - datetime.now().timestamp())
-    except (TypeError, ValueError):
         return 30.0
 
 
