@@ -19,7 +19,7 @@
 # TQD_WORKER (name shown in the tasks' worker field), WAIT (long-poll
 # seconds, default 20), HEARTBEAT (seconds, default 10), VISIBILITY (lease
 # seconds; default: the task's own). SIGTERM or SIGINT stops it after the
-# task in hand.
+# task in hand, or when the lease request in flight returns (within WAIT s).
 
 set -u
 if [ $# -lt 2 ]; then
@@ -90,7 +90,10 @@ while [ "$stop" = 0 ]; do
   heart=$!
   "$@" <"$scratch/task" >"$scratch/out" 2>"$scratch/err"
   code=$?
-  kill "$heart" 2>/dev/null
+  # KILL, not TERM: a TERM that lands before the heartbeat subshell dropped
+  # this shell's trap would be caught there and ignored. (Its last sleep
+  # ends by itself.)
+  kill -KILL "$heart" 2>/dev/null
   wait "$heart" 2>/dev/null
 
   if [ "$code" -eq 0 ]; then

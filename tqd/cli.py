@@ -13,8 +13,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tqd import __version__
-
 EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_WAIT_EXPIRED = 0, 1, 2, 3, 4
 
 
@@ -75,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tqd.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
-    sub.add_parser("version", help="print the version")
+    p = sub.add_parser("version", help="print the version, the commit it was built from and the Python")
+    p.add_argument("--verbose", action="store_true", help="also the versions of the bundled libraries")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -97,8 +97,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from tqd.errors import ConfigError
 
     if args.command == "version":
-        print(f"tqd {__version__}")
-        return EXIT_OK
+        return _version(args)
     try:
         if args.command == "serve":
             return _serve(args)
@@ -113,8 +112,24 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _client_command(args)
 
 
+def _version(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tqd.buildinfo import build_info, dependency_versions
+
+    info = build_info()
+    deps = dependency_versions() if args.verbose else None
+    if args.json:
+        _print_json({**asdict(info), **({"libraries": deps} if deps is not None else {})})
+        return EXIT_OK
+    print(info.line())
+    for name, version in (deps or {}).items():
+        print(f"  {name} {version}")
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from tqd.config import load_config
+    from tqd.config import Config, load_config
     from tqd.daemon import serve
     from tqd.logs import setup_logging
 
@@ -133,17 +148,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     build_handlers(Catalog(config), config)
 
+    def reload() -> Config:
+        # SIGHUP: the same file, variables and flags as at start.
+        return load_config(args.config, overrides=overrides)
+
     def ready(url: str) -> None:
         print(f"tqd listening on {url}", flush=True)
 
     try:
         import uvloop
-
-        status = uvloop.run(serve(config, on_ready=ready))
     except ImportError:  # pragma: no cover - platforms without uvloop
         import asyncio
 
-        status = asyncio.run(serve(config, on_ready=ready))
+        status = asyncio.run(serve(config, on_ready=ready, load=reload))
+    else:
+        # Not inside the try: an ImportError from the daemon must not restart it.
+        status = uvloop.run(serve(config, on_ready=ready, load=reload))
     # Everything is settled or handed back by now. A sync handler may still
     # be running in a thread (Python cannot stop it); its task was handed
     # back, so exit without waiting for it (the interpreter would join it).

@@ -50,6 +50,8 @@ class Running:
     stop_reason: str | None = None
     #: When the heartbeat should extend the lease next (epoch seconds).
     extend_at: float = 0.0
+    #: The handlers in use when it started; it keeps them across a reload.
+    handlers: HandlerSet | None = None
 
 
 @dataclass(slots=True)
@@ -160,6 +162,32 @@ class WorkerPool:
                           len(self._outcomes))
         self._storage.remove_listener(self._on_changes)
         return handed_back
+
+    async def apply(self, catalog: Catalog, handlers: HandlerSet, settings: PoolSettings) -> None:
+        """Use a reloaded configuration from the next lease on.
+
+        Running tasks keep the handler they started with (see ``jobs_using``);
+        a lower concurrency or queue limit only stops new leases until enough
+        tasks finish; queues no longer served stop being leased from.
+        """
+        if settings.worker_id != self.worker_id:
+            raise ValueError("a reload cannot change the worker id")
+        self._catalog = catalog
+        self._handlers = handlers
+        self.settings = settings
+        self._served = frozenset(settings.queues)
+        self._active = {q for q in self._active if self.serves(q)} | set(self._served)
+        if not self._stopping:
+            for info in await self._storage.queues():
+                if info.paused:
+                    self._paused.add(info.name)
+                if info.counts.get("pending") and self.serves(info.name):
+                    self._active.add(info.name)
+        self._wake.set()
+
+    def jobs_using(self, handlers: HandlerSet) -> list[asyncio.Task]:
+        """The jobs of running tasks that started with ``handlers`` (to close them after)."""
+        return [r.job for r in self.running.values() if r.handlers is handlers and r.job is not None]
 
     # -- learning of work ---------------------------------------------------
 
@@ -305,7 +333,7 @@ class WorkerPool:
             # Leased again after its lease was taken back (a stalled heartbeat):
             # the earlier run has nothing left to settle.
             self._interrupt(stale, LOST)
-        running = Running(task, extend_at=now + task.visibility_timeout / 3)
+        running = Running(task, extend_at=now + task.visibility_timeout / 3, handlers=self._handlers)
         self.running[task.id] = running
         self._per_queue[task.queue] = self._per_queue.get(task.queue, 0) + 1
         self.counters["started"] += 1
@@ -327,7 +355,7 @@ class WorkerPool:
 
     async def _attempt(self, running: Running) -> Outcome | None:
         task = running.task
-        handler = self._handlers.get(task.name)
+        handler = (running.handlers or self._handlers).get(task.name)
         if handler is None:
             return self._failure(task, "config", f"no handler for task {task.name!r} in this process")
         ctx = TaskContext(task)
