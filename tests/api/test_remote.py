@@ -3,6 +3,7 @@ lease, heartbeat, complete, fail, settle, stale tokens, expired leases."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -272,3 +273,27 @@ def test_wait_ends_quickly_when_the_daemon_stops(tmp_path: Path):
         poller.join(30)
         assert got == [[]]
         assert time.monotonic() - started < 20
+
+
+def test_a_reload_that_adds_a_remote_task_takes_its_queue_from_the_pool(tmp_path: Path):
+    config = tmp_path / "tqd.toml"
+    config.write_text("")
+    with Daemon(f"sqlite://{tmp_path}/tqd.db", config=config) as d:
+        c = Client(d.url, timeout=10)
+        assert refused(c.lease, "gpu").status == 404
+        config.write_text('[tasks.render]\nhandler = {kind = "remote"}\nqueue = "gpu"\n')
+        d.signal(signal.SIGHUP)
+
+        def leasable() -> bool:
+            try:
+                return c.lease("gpu") == []
+            except ApiError:
+                return False
+
+        wait_until(leasable, timeout=20, message="the reload")
+        task = c.enqueue("render", {"frame": 1})
+        local = c.enqueue("tqd.noop")
+        assert c.wait(local["id"], timeout=10)["state"] == "completed"
+        assert c.get(task["id"])["state"] == "pending"  # the local pool leaves it alone
+        [leased] = c.lease("gpu")
+        assert leased["id"] == task["id"]
