@@ -264,6 +264,11 @@ def _start_daemon(storage: str, config: str | None) -> tuple[subprocess.Popen, s
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tqd bench``."""
+    if args.http_target:
+        from tqd.bench_kinds import serve_target
+
+        serve_target()
+        return 0
     if args.lease_scaling:
         from tqd.bench_lease import measure_lease_scaling
 

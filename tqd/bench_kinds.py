@@ -5,8 +5,8 @@ Each kind writes the configuration of the daemon bench starts:
 * ``exec``: ``bench.exec`` runs ``--command`` (default ``/bin/true``) with
   ``--worker-concurrency`` tasks at once (default 32);
 * ``http``: ``bench.http`` POSTs to a target that answers 200 at once; the
-  target is an aiohttp server in its own process (``python -m
-  tqd.bench_kinds``), so it does not share a core with the daemon's loop;
+  target is an aiohttp server in its own process (``tqd bench
+  --http-target``), so it does not share a loop with the daemon;
 * ``remote``: ``bench.remote`` waits in queue ``bench-remote``; during the
   process phase ``--pullers`` pull workers in the bench process lease
   ``--lease`` tasks per request and complete them with one batch settle per
@@ -21,7 +21,6 @@ import json
 import shlex
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--kind exec/http: tasks running at once in the daemon")
     p.add_argument("--pullers", type=int, default=4, help="--kind remote: pull workers")
     p.add_argument("--lease", type=int, default=100, help="--kind remote: tasks per lease")
+    # What --kind http starts in a process of its own: the target it POSTs to.
+    p.add_argument("--http-target", action="store_true", help=argparse.SUPPRESS)
 
 
 @dataclass
@@ -93,7 +94,10 @@ def prepare(args: argparse.Namespace, folder: str) -> Setup:
 
 
 def _start_target() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tqd.bench_kinds"], stdout=subprocess.PIPE,
+    from tqd.buildinfo import self_command
+
+    # Through tqd's own command line, so it works from the frozen executable too.
+    proc = subprocess.Popen([*self_command(), "bench", "--http-target"], stdout=subprocess.PIPE,
                             text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -170,7 +174,3 @@ def serve_target() -> None:
         uvloop.run(main())
     except ImportError:  # pragma: no cover
         asyncio.run(main())
-
-
-if __name__ == "__main__":
-    serve_target()
