@@ -31,7 +31,7 @@ shift
 url=${TQD_URL:-http://127.0.0.1:7411}
 wait=${WAIT:-20}
 beat=${HEARTBEAT:-10}
-worker=${TQD_WORKER:-$(hostname)-sh-$$}
+worker=${TQD_WORKER:-$(uname -n)-sh-$$}
 lease_extra=""
 if [ -n "${VISIBILITY:-}" ]; then
   lease_extra=", \"visibility_timeout\": $VISIBILITY"
