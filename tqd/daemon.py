@@ -29,6 +29,7 @@ from tqd.api.app import Services, create_app
 from tqd.api.limits import server_settings
 from tqd.clock import Clock, SystemClock
 from tqd.config import Config, load_config
+from tqd.errors import ConfigError
 from tqd.exposure import is_loopback, tls_context
 from tqd.reload import pool_settings, reload_daemon
 from tqd.runtime.catalog import Catalog
@@ -107,7 +108,13 @@ class Daemon:
         await self._runner.setup()
         tls = tls_context(cfg)
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=tls)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:  # port taken, address not on this host, no permission
+            raise ConfigError(
+                f"listen: cannot listen on {cfg.listen}: "
+                f"{os.strerror(err.errno) if err.errno else err}"
+            ) from None
         host, port = self._runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{'https' if tls else 'http'}://{shown}:{port}"

@@ -155,7 +155,7 @@ def query_float(request: web.Request, name: str, low: float, high: float) -> flo
 
 def create_app(svc: Services) -> web.Application:
     """The aiohttp application for ``svc``: every route under /v1/, health, the dashboard at /."""
-    from tqd.api import dashboard, health, queues, tasks, workers
+    from tqd.api import dashboard, health, queues, remote, tasks, workers
     from tqd.api.auth import auth_middleware
     from tqd.api.cors import cors_middleware
     from tqd.api.limits import input_middleware, quiet_protocol_errors
@@ -174,6 +174,7 @@ def create_app(svc: Services) -> web.Application:
     tasks.add_routes(app)
     queues.add_routes(app)
     workers.add_routes(app)
+    remote.add_routes(app)
     dashboard.add_routes(app)
     return app
 
