@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from tests.helpers.redis_server import redis_server  # noqa: F401
 from tqd.api.app import Services, create_app
 from tqd.clock import SystemClock
 from tqd.config import load_config

@@ -155,6 +155,36 @@ CASES: list[Case] = [
     Case("200 headers", request("GET", "/v1/queues", headers="".join(f"X-H{i}: v\r\n" for i in range(200))),
          400, "Too many headers"),
     Case("URL of 20 kB", request("GET", "/v1/tasks?" + "a" * 20_000), 400, "Got more than 8190 bytes"),
+    # the pull API of remote workers (queue "gpu" holds remote tasks)
+    Case("lease max 0", request("POST", "/v1/queues/gpu/lease", b'{"max": 0}'), 400,
+         "max: expected `int` >= 1"),
+    Case("lease max 10^6", request("POST", "/v1/queues/gpu/lease", b'{"max": 1000000}'), 400,
+         "max: expected `int` <= 1000"),
+    Case("lease wait 1e9", request("POST", "/v1/queues/gpu/lease", b'{"wait": 1e9}'), 400,
+         "wait: expected `float` <= 315360000.0"),
+    Case("lease visibility -1", request("POST", "/v1/queues/gpu/lease",
+                                        b'{"visibility_timeout": -1}'), 400,
+         "visibility_timeout: expected `float` > 0.0"),
+    Case("lease worker with newline", request("POST", "/v1/queues/gpu/lease",
+                                              b'{"worker": "a\\nb"}'), 400, "worker: expected `str` matching"),
+    Case("lease of a local queue", request("POST", "/v1/queues/default/lease", b"{}"), 404,
+         "no remote queue named 'default'"),
+    Case("heartbeat token of 500 chars", request("POST", "/v1/tasks/00000000000000000000/heartbeat",
+                                                 orjson.dumps({"token": "t" * 500})), 400,
+         "token: expected `str` of length <= 200"),
+    Case("complete without token", request("POST", "/v1/tasks/00000000000000000000/complete", b"{}"),
+         400, "token: required field missing"),
+    Case("fail with delay -1", request("POST", "/v1/tasks/00000000000000000000/fail",
+                                       b'{"token": "x", "delay": -1}'), 400, "delay: expected `float` >= 0.0"),
+    Case("settle ids with {, } and ../", request("POST", "/v1/tasks/settle", orjson.dumps(
+        {"outcomes": [{"id": i, "token": "x", "outcome": "complete"}
+                      for i in ("a}{b", "../x", "*", "a\nb")]})), 200, '"ok":false'),
+    Case("settle of 1001 outcomes", request("POST", "/v1/tasks/settle", orjson.dumps(
+        {"outcomes": [{"id": "x", "token": "x", "outcome": "release"}] * 1001})), 400,
+         "outcomes: 1001 is over the batch limit of 1000"),
+    Case("settle result nested 300 deep", request("POST", "/v1/tasks/settle",
+         b'{"outcomes": [{"id": "x", "token": "x", "outcome": "complete", "result": '
+         + b"[" * 300 + b"]" * 300 + b"}]}"), 400, "nested"),
     # protocol
     Case("garbage request line", b"HELLO WORLD\r\n\r\n", 400, "Invalid method"),
     Case("method FOO", request("FOO", "/v1/tasks"), 400, "Invalid method"),
@@ -186,7 +216,7 @@ def send(host: str, port: int, data: bytes, timeout: float = 15.0) -> Answer:
     try:
         message = json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
-        message = body.decode(errors="replace").strip()
+        message = body.decode(errors="replace").strip()  # not an error: the body itself
     return Answer(status, message)
 
 
