@@ -84,13 +84,25 @@ class Task(msgspec.Struct):
 class Change(NamedTuple):
     """One task changed state; every process sharing the store may see it.
 
-    ``state`` is the new state, or ``"deleted"``.
+    ``state`` is the new state, or ``"deleted"``. ``op`` names the storage
+    operation of *this* process that made the change (one of :data:`OPS`);
+    it is empty for a change made by another process sharing the store. So a
+    listener can count the work this process did (metrics) apart from what
+    it merely heard of.
     """
 
     id: str
     queue: str
     name: str
     state: str
+    op: str = ""
+
+
+#: The storage operations a local :class:`Change` can come from.
+OPS = frozenset(
+    {"enqueue", "lease", "settle", "reclaim", "promote", "expire", "cancel", "retry",
+     "delete", "purge", "redrive"}
+)
 
 
 class QueueChange(NamedTuple):

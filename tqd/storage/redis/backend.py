@@ -225,7 +225,8 @@ class RedisStorage(Storage):
         changes: list[Change | QueueChange] = []
         for (name, _, _), res in zip(calls, results, strict=True):
             if name not in _QUIET and res[1]:
-                changes.extend(decode_event(res[1])[1])
+                # the script's name is the operation (Change.op) of our own changes
+                changes.extend(decode_event(res[1], name.lower())[1])
         self._emit(changes)
         return results
 

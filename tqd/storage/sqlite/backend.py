@@ -265,7 +265,7 @@ def _op_enqueue(conn: sqlite3.Connection, changes: list, tasks: Sequence[Task]) 
             )
         )
         results[i] = EnqueueResult(t, True)
-        changes.append(Change(t.id, t.queue, t.name, t.state))
+        changes.append(Change(t.id, t.queue, t.name, t.state, "enqueue"))
     try:
         conn.executemany(_INSERT, rows)
     except sqlite3.IntegrityError:
@@ -291,7 +291,7 @@ def _op_lease(
     # RETURNING comes in no promised order; hand the tasks out in lease order.
     rows.sort(key=lambda r: (-r[0], r[1]))
     tasks = [_task(r[2:]) for r in rows]
-    changes.extend(Change(t.id, t.queue, t.name, "processing") for t in tasks)
+    changes.extend(Change(t.id, t.queue, t.name, "processing", "lease") for t in tasks)
     return tasks
 
 
@@ -357,7 +357,7 @@ def _op_settle(
             accepted.append(False)
             continue
         accepted.append(True)
-        changes.append(Change(o.task_id, row[0], row[1], state))
+        changes.append(Change(o.task_id, row[0], row[1], state, "settle"))
     return accepted
 
 
@@ -388,7 +388,7 @@ def _op_reclaim(
             "lease_token = NULL, lease_expires_at = NULL, worker = NULL WHERE id = ?",
             (state, attempts, history, finished, t.id),
         )
-        changes.append(Change(t.id, t.queue, t.name, state))
+        changes.append(Change(t.id, t.queue, t.name, state, "reclaim"))
         t.state, t.attempts, t.finished_at = state, attempts, finished
         t.errors = [*t.errors, error][-ERROR_HISTORY:]
         t.lease_token = t.lease_expires_at = t.worker = None
@@ -403,7 +403,7 @@ def _op_promote(conn: sqlite3.Connection, changes: list, now: float, limit: int)
         "RETURNING id, queue, name",
         (now, limit),
     ).fetchall()
-    changes.extend(Change(r[0], r[1], r[2], "pending") for r in rows)
+    changes.extend(Change(r[0], r[1], r[2], "pending", "promote") for r in rows)
     return len(rows)
 
 
@@ -419,7 +419,7 @@ def _op_expire(
         "AND finished_at < ? ORDER BY finished_at LIMIT ?) RETURNING id, queue, name",
         (state, before, limit),
     ).fetchall()
-    changes.extend(Change(r[0], r[1], r[2], DELETED) for r in rows)
+    changes.extend(Change(r[0], r[1], r[2], DELETED, "expire") for r in rows)
     return len(rows)
 
 
@@ -474,7 +474,7 @@ def _op_cancel(conn: sqlite3.Connection, changes: list, task_id: str, now: float
         f"lease_expires_at = NULL WHERE id = ? RETURNING {TASK_COLUMNS}",
         (now, task_id),
     ).fetchone()
-    changes.append(Change(task.id, task.queue, task.name, "cancelled"))
+    changes.append(Change(task.id, task.queue, task.name, "cancelled", "cancel"))
     return _task(row)
 
 
@@ -491,7 +491,7 @@ def _op_retry(conn: sqlite3.Connection, changes: list, task_id: str, now: float)
     row = conn.execute(
         f"UPDATE tasks SET {_REVIVE} WHERE id = ? RETURNING {TASK_COLUMNS}", (task_id,)
     ).fetchone()
-    changes.append(Change(task.id, task.queue, task.name, "pending"))
+    changes.append(Change(task.id, task.queue, task.name, "pending", "retry"))
     return _task(row)
 
 
@@ -500,7 +500,7 @@ def _op_delete(conn: sqlite3.Connection, changes: list, task_id: str) -> None:
     if task.state == "processing":
         raise Conflict(f"task {task_id} is processing; cancel it first or wait until it ends")
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-    changes.append(Change(task.id, task.queue, task.name, DELETED))
+    changes.append(Change(task.id, task.queue, task.name, DELETED, "delete"))
 
 
 def _op_declare(conn: sqlite3.Connection, changes: list, names: list[str]) -> None:
@@ -546,7 +546,7 @@ def _op_purge(conn: sqlite3.Connection, changes: list, queue: str, state: str, l
         "LIMIT ?) RETURNING id, name",
         (queue, state, limit),
     ).fetchall()
-    changes.extend(Change(r[0], queue, r[1], DELETED) for r in rows)
+    changes.extend(Change(r[0], queue, r[1], DELETED, "purge") for r in rows)
     if rows:
         changes.append(QueueChange(queue, "purged"))
     return len(rows)
@@ -558,7 +558,7 @@ def _op_redrive(conn: sqlite3.Connection, changes: list, queue: str, now: float,
         "WHERE queue = ? AND state = 'failed' LIMIT ?) RETURNING id, name",
         (queue, limit),
     ).fetchall()
-    changes.extend(Change(r[0], queue, r[1], "pending") for r in rows)
+    changes.extend(Change(r[0], queue, r[1], "pending", "redrive") for r in rows)
     return len(rows)
 
 
