@@ -180,3 +180,24 @@ def make_error(kind: str, message: str, attempt: int, at: float) -> dict[str, An
     handler-specific word such as ``exit``.
     """
     return {"attempt": attempt, "kind": kind, "message": message[:4000], "at": rfc3339(at)}
+
+
+#: The ``queue`` of statistics summed over every queue.
+ALL_QUEUES = "*"
+
+
+class StatsBucket(msgspec.Struct, kw_only=True):
+    """Task counts of one queue during one bucket of time (a second or a minute).
+
+    ``t`` is the start of the bucket (epoch seconds); ``queue`` is a queue
+    name or :data:`ALL_QUEUES`. ``latency`` is a histogram of enqueue-to-start
+    latencies (see tqd.histogram): bucket index -> number of tasks started.
+    Written per second by each process and summed by the store.
+    """
+
+    t: int
+    queue: str
+    enqueued: int = 0
+    completed: int = 0
+    failed: int = 0
+    latency: dict[int, int] = msgspec.field(default_factory=dict)

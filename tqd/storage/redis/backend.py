@@ -47,12 +47,14 @@ from tqd.models import (
     Outcome,
     QueueChange,
     QueueInfo,
+    StatsBucket,
     Task,
     WorkerInfo,
     rfc3339,
     zero_counts,
 )
 from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
+from tqd.storage.redis import stats as redis_stats
 from tqd.storage.redis.client import DOWN, ScriptClient, StateConflict, connect, guarded, safe_url
 from tqd.storage.redis.codec import decode_event, decode_task, pairs, task_fields
 from tqd.storage.redis.events import Subscriber
@@ -530,6 +532,16 @@ class RedisStorage(Storage):
             return []
         infos = await guarded(r.hmget(self.keys.workers_info, sorted(ids)))
         return [msgspec.json.decode(i, type=WorkerInfo) for i in infos if i is not None]
+
+    # -- statistics ---------------------------------------------------------
+
+    async def _record_stats(self, buckets: Sequence[StatsBucket], now: float) -> None:
+        if self._scripts is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        await redis_stats.record(self._scripts, self.keys, buckets, now)
+
+    async def _stats(self, step: int, since: int, until: int, queue: str) -> list[StatsBucket]:
+        return await redis_stats.read(self._redis(), self.keys, step, since, until, queue)
 
 
 _CONFLICTS = {

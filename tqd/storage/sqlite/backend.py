@@ -29,6 +29,7 @@ from tqd.models import (
     Outcome,
     QueueChange,
     QueueInfo,
+    StatsBucket,
     Task,
     WorkerInfo,
     make_error,
@@ -36,6 +37,7 @@ from tqd.models import (
 )
 from tqd.storage.base import DURABLE_FSYNC, EnqueueResult, Page, Storage
 from tqd.storage.sqlite.schema import TASK_COLUMNS, migrate
+from tqd.storage.sqlite.stats import op_record_stats, op_stats
 from tqd.storage.sqlite.threads import Reader, Writer, connect
 
 _SELECT = f"SELECT {TASK_COLUMNS} FROM tasks"
@@ -225,6 +227,12 @@ class SqliteStorage(Storage):
     async def workers(self, now: float) -> list[WorkerInfo]:
         rows = await self._read(_op_workers, now)
         return [msgspec.json.decode(r, type=WorkerInfo) for r in rows]
+
+    async def _record_stats(self, buckets: Sequence[StatsBucket], now: float) -> None:
+        await self._write(op_record_stats, buckets, now)
+
+    async def _stats(self, step: int, since: int, until: int, queue: str) -> list[StatsBucket]:
+        return await self._read(op_stats, step, since, until, queue)
 
 
 # -- operations (run on the writer or reader thread) -------------------------
