@@ -131,6 +131,8 @@ class RolesConfig(_Section):
     scheduler_interval: PositiveSeconds = 1.0
     janitor_interval: PositiveSeconds = 60.0
     heartbeat_interval: PositiveSeconds = 5.0
+    #: Seconds between writes of this process's statistics to the store.
+    stats_interval: PositiveSeconds = 1.0
     #: A process whose registration is not refreshed for this long is gone.
     worker_ttl: PositiveSeconds = 30.0
 
@@ -151,6 +153,20 @@ class ApiConfig(_Section):
     max_wait: PositiveSeconds = 60.0
 
 
+class EventsConfig(_Section):
+    """``[events]``: the live stream at ``/v1/events`` (WebSocket)."""
+
+    #: Task messages a client is sent at once; changes beyond are dropped and
+    #: counted in one "lagged" message (the client fetches the state again).
+    buffer: Count = 100
+    #: Least time between two bursts of task messages to one client.
+    interval: PositiveSeconds = 0.2
+    #: A client whose socket stays full this long is closed with code 4008.
+    stall_timeout: PositiveSeconds = 30.0
+    #: Most clients at once; more are refused with 503.
+    max_clients: Count = 1000
+
+
 class Config(_Section):
     """The whole configuration of one tqd process."""
 
@@ -169,6 +185,7 @@ class Config(_Section):
     roles: RolesConfig = RolesConfig()
     retention: RetentionConfig = RetentionConfig()
     api: ApiConfig = ApiConfig()
+    events: EventsConfig = EventsConfig()
     queues: dict[str, QueueConfig] = {}
     tasks: dict[str, TaskConfig] = {}
     #: Where the config was read from (not a setting).

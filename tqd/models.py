@@ -150,7 +150,9 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     last_heartbeat: float = 0.0
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: What a task or queue name looks like (also the pattern in the OpenAPI document).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def valid_name(name: str) -> bool:

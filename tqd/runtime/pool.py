@@ -23,6 +23,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -50,6 +51,14 @@ class Running:
     stop_reason: str | None = None
     #: When the heartbeat should extend the lease next (epoch seconds).
     extend_at: float = 0.0
+
+
+class TaskObserver(Protocol):
+    """Learns when the pool starts and finishes a task (for metrics)."""
+
+    def task_started(self, task: Task, now: float) -> None: ...
+
+    def task_finished(self, task: Task, now: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -95,6 +104,8 @@ class WorkerPool:
         self._lease_job: asyncio.Task | None = None
         self._settle_job: asyncio.Task | None = None
         self.counters = {"started": 0, "completed": 0, "failed": 0, "retried": 0}
+        #: Told when a task starts and ends (the daemon's Meter), or None.
+        self.observer: TaskObserver | None = None
 
     @property
     def worker_id(self) -> str:
@@ -263,6 +274,8 @@ class WorkerPool:
         self.running[task.id] = running
         self._per_queue[task.queue] = self._per_queue.get(task.queue, 0) + 1
         self.counters["started"] += 1
+        if self.observer is not None:
+            self.observer.task_started(task, now)
         running.job = asyncio.create_task(self._run(running))
 
     async def _run(self, running: Running) -> None:
@@ -277,6 +290,8 @@ class WorkerPool:
             if outcome is not None:
                 self._outcomes.append(outcome)
                 self._settle_wake.set()
+                if self.observer is not None and outcome.kind != "release":
+                    self.observer.task_finished(task, self._clock.now())
 
     async def _attempt(self, running: Running) -> Outcome | None:
         task = running.task

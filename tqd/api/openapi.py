@@ -1,0 +1,260 @@
+"""The OpenAPI 3.1 document of the running app, built from code.
+
+Paths and methods come from the aiohttp router, request bodies from the
+msgspec structs the handlers decode with (schemas.py), response bodies from
+contract.py, limits from the configuration, and each operation's description
+from its handler's docstring. What only words can say (parameters, which
+statuses an operation answers) is in :data:`OPERATIONS`, keyed by method and
+path; a route missing there is marked ``x-undocumented`` (a test fails on
+it), so the document cannot silently leave a route out.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from tqd import __version__
+from tqd.api import contract
+from tqd.api.schemas import BatchBody, EnqueueBody, PurgeBody
+from tqd.api.tasks import MAX_PAGE
+from tqd.config import Config
+from tqd.models import NAME_PATTERN, STATES
+
+REF = "#/components/schemas/{name}"
+
+_ERRORS = {
+    400: "The request is malformed; the message names the field.",
+    404: "No such task, queue or route.",
+    409: "The operation does not fit the task's state.",
+    413: "The body is over `api.max_body_size`.",
+    422: "The task name has no handler configured.",
+    503: "The store is unavailable, or tqd is shutting down; try again.",
+}
+
+
+def _name_param(where: str, name: str, text: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path",
+            "description": text, "schema": {"type": "string", "pattern": NAME_PATTERN}}
+
+
+@dataclass(frozen=True)
+class Op:
+    """What the router cannot tell about one operation."""
+
+    summary: str
+    tag: str
+    #: status -> component name of the JSON body, or None for no body
+    ok: dict[int, str | None]
+    #: error statuses it may answer (bodies are ``Error``)
+    errors: tuple[int, ...] = ()
+    params: tuple[dict[str, Any], ...] = ()
+    body: str | None = None
+    #: status -> (media type, schema) for answers that are not JSON
+    raw: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+TASK_ID = {"name": "id", "in": "path", "required": True, "description": "A task id.",
+           "schema": {"type": "string"}}
+QUEUE = _name_param("path", "queue", "A queue name.")
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Same as `idempotency_key` in the body (they must agree when both are given).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[\x21-\x7e]+$"},
+}
+
+OPERATIONS: dict[tuple[str, str], Op] = {
+    ("GET", "/healthz"): Op("The process is alive", "health", {200: "Health"}),
+    ("GET", "/readyz"): Op("The process can take work", "health", {200: "Ready", 503: "Ready"}),
+    ("POST", "/v1/tasks"): Op(
+        "Enqueue a task", "tasks", {201: "TaskOut", 200: "TaskOut"}, (400, 413, 422, 503),
+        params=(IDEMPOTENCY_HEADER,), body="EnqueueBody",
+        extra={"x-status-notes": "201: stored; 200: the idempotency key matched a stored task"},
+    ),
+    ("POST", "/v1/tasks/batch"): Op(
+        "Enqueue several tasks, all or none", "tasks", {201: "TaskBatch"}, (400, 413, 422, 503),
+        body="BatchBody",
+    ),
+    ("GET", "/v1/tasks"): Op(
+        "List tasks, newest first", "tasks", {200: "TaskList"}, (400, 503),
+        params=(
+            {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
+            _name_param("query", "queue", "Only tasks of this queue."),
+            _name_param("query", "name", "Only tasks of this name."),
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}},
+            {"name": "cursor", "in": "query", "description": "`next_cursor` of the previous page.",
+             "schema": {"type": "string"}},
+        ),
+    ),
+    ("GET", "/v1/tasks/{id}"): Op(
+        "Get a task, optionally waiting for it to finish", "tasks", {200: "TaskOut"},
+        (400, 404, 503), params=(TASK_ID, {
+            "name": "wait", "in": "query",
+            "description": "Seconds to wait for the task to finish (at most `api.max_wait`).",
+            "schema": {"type": "number", "minimum": 0}}),
+    ),
+    ("DELETE", "/v1/tasks/{id}"): Op(
+        "Delete a task that is not processing", "tasks", {204: None}, (404, 409, 503),
+        params=(TASK_ID,),
+    ),
+    ("POST", "/v1/tasks/{id}/cancel"): Op(
+        "Cancel a pending, scheduled or processing task", "tasks", {200: "TaskOut"},
+        (404, 409, 503), params=(TASK_ID,),
+    ),
+    ("POST", "/v1/tasks/{id}/retry"): Op(
+        "Run a failed or cancelled task again", "tasks", {200: "TaskOut"}, (404, 409, 503),
+        params=(TASK_ID,),
+    ),
+    ("GET", "/v1/queues"): Op("List queues with their counts", "queues", {200: "QueueList"}, (503,)),
+    ("GET", "/v1/queues/{queue}"): Op(
+        "Get a queue", "queues", {200: "QueueOut"}, (400, 404, 503), params=(QUEUE,)
+    ),
+    ("POST", "/v1/queues/{queue}/pause"): Op(
+        "Pause a queue: nothing more is leased from it", "queues", {200: "QueueOut"}, (400, 503),
+        params=(QUEUE,),
+    ),
+    ("POST", "/v1/queues/{queue}/resume"): Op(
+        "Resume a paused queue", "queues", {200: "QueueOut"}, (400, 503), params=(QUEUE,)
+    ),
+    ("POST", "/v1/queues/{queue}/redrive"): Op(
+        "Put every failed task of a queue back to pending", "queues", {200: "QueueAffected"},
+        (400, 404, 503), params=(QUEUE,),
+    ),
+    ("POST", "/v1/queues/{queue}/purge"): Op(
+        "Delete every task of a queue in one state", "queues", {200: "QueueAffected"},
+        (400, 404, 413, 503), params=(QUEUE,), body="PurgeBody",
+    ),
+    ("GET", "/v1/workers"): Op(
+        "List the tqd processes sharing the store", "workers", {200: "WorkerList"}, (503,)
+    ),
+    ("GET", "/v1/stats"): Op(
+        "Time series for charts", "observability", {200: "Stats"}, (400, 503),
+        params=(
+            {"name": "range", "in": "query", "schema": {"enum": ["10m", "24h"], "default": "10m"},
+             "description": "10m: 600 per-second points; 24h: 1440 per-minute points."},
+            _name_param("query", "queue", "Only this queue (default: every queue)."),
+        ),
+    ),
+    ("GET", "/v1/events"): Op(
+        "Live events (WebSocket)", "observability", {}, (400, 503),
+        params=({"name": "queues", "in": "query",
+                 "description": "Comma-separated queue names to follow (default: every queue).",
+                 "schema": {"type": "string",
+                            "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+                                       r"(,[A-Za-z0-9][A-Za-z0-9._-]{0,127})*$"}},),
+        raw={101: ("", {})},
+        extra={"x-websocket-messages": {
+            "server": [REF.format(name=c.__name__) for c in contract.EVENTS[:-1]],
+            "client": [REF.format(name="EventSubscribe")],
+        }},
+    ),
+    ("GET", "/metrics"): Op(
+        "Prometheus metrics", "observability", {}, (),
+        raw={200: ("text/plain", {"type": "string"})},
+    ),
+    ("GET", "/openapi.json"): Op(
+        "This document", "docs", {}, (), raw={200: ("application/json", {"type": "object"})}
+    ),
+    ("GET", "/docs"): Op(
+        "The API in a browser (Swagger UI)", "docs", {}, (),
+        raw={200: ("text/html", {"type": "string"})},
+    ),
+    ("GET", "/docs/{file}"): Op(
+        "Files of the /docs page", "docs", {}, (404,),
+        params=({"name": "file", "in": "path", "required": True, "schema": {"type": "string"}},),
+        raw={200: ("*/*", {})},
+    ),
+}
+
+
+def _components(config: Config) -> dict[str, Any]:
+    kinds = [EnqueueBody, BatchBody, PurgeBody, *contract.RESPONSES, *contract.EVENTS]
+    _, schemas = msgspec.json.schema_components(kinds, ref_template=REF)
+    # What the structs cannot say: limits from the configuration, and that a
+    # task takes a delay or a run_at but not both.
+    schemas["BatchBody"]["properties"]["tasks"]["maxItems"] = config.api.max_batch
+    schemas["EnqueueBody"]["not"] = {
+        "required": ["delay", "run_at"],
+        "properties": {"delay": {"type": "number"}, "run_at": {"type": "string"}},
+    }
+    return schemas
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=name)}}}
+
+
+def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_')}"
+        .replace("{", "").replace("}", "").replace(".", "_"),
+        "summary": op.summary,
+        "tags": [op.tag],
+    }
+    doc = inspect.getdoc(handler)
+    if doc:
+        out["description"] = doc
+    if op.params:
+        out["parameters"] = params = copy.deepcopy(list(op.params))
+        for p in params:
+            if p["name"] == "wait":
+                p["schema"]["maximum"] = config.api.max_wait
+    if op.body:
+        out["requestBody"] = {"required": True, "content": _json(op.body)}
+    responses: dict[str, Any] = {}
+    for status, body in op.ok.items():
+        responses[str(status)] = {"description": "OK" if body is None else body}
+        if body is not None:
+            responses[str(status)]["content"] = _json(body)
+    for status, (media, schema) in op.raw.items():
+        responses[str(status)] = {"description": "Switching to the WebSocket protocol"
+                                  if status == 101 else "OK"}
+        if media:
+            responses[str(status)]["content"] = {media: {"schema": schema}}
+    for status in op.errors:
+        responses[str(status)] = {"description": _ERRORS[status], "content": _json("Error")}
+    if ("POST", "/v1/tasks") == (method, path):
+        responses["201"]["headers"] = {
+            "Location": {"description": "The task's URL.", "schema": {"type": "string"}}
+        }
+    out["responses"] = responses
+    out.update(op.extra)
+    return out
+
+
+def build_document(app: web.Application, config: Config) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``app`` (every route it serves)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        method = route.method
+        resource = route.resource
+        if method == "HEAD" or resource is None:
+            continue  # aiohttp's automatic HEAD twin of each GET
+        path = resource.canonical
+        op = OPERATIONS.get((method, path))
+        if op is None:
+            entry: dict[str, Any] = {
+                "summary": "undocumented", "x-undocumented": True,
+                "responses": {"default": {"description": "not described yet"}},
+            }
+        else:
+            entry = _operation(op, method, path, route.handler, config)
+        paths.setdefault(path, {})[method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tqd",
+            "version": __version__,
+            "description": "A task queue in one process. Errors are always "
+                           '`{"error": {"code", "message"}}`.',
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": _components(config)},
+    }
