@@ -48,7 +48,7 @@ from tqd.storage.base import Storage
 log = logging.getLogger("tqd.api.events")
 
 #: Changes kept for the clients to read (shared by all of them).
-RING = 8192
+RING = 4096
 #: Close code for a client that did not read its messages.
 CLOSE_TOO_SLOW = 4008
 #: Most queues one subscription may name.

@@ -25,6 +25,7 @@ from tqd.api.schemas import BatchBody, EnqueueBody, PurgeBody
 from tqd.api.tasks import MAX_PAGE
 from tqd.config import Config
 from tqd.models import NAME_PATTERN, STATES
+from tqd.runtime.catalog import Catalog
 
 REF = "#/components/schemas/{name}"
 
@@ -90,7 +91,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             {"name": "limit", "in": "query",
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}},
             {"name": "cursor", "in": "query", "description": "`next_cursor` of the previous page.",
-             "schema": {"type": "string"}},
+             "schema": {"type": "string", "minLength": 1}},
         ),
     ),
     ("GET", "/v1/tasks/{id}"): Op(
@@ -174,11 +175,22 @@ OPERATIONS: dict[tuple[str, str], Op] = {
 }
 
 
+#: What a client can do next with the task an enqueue returned.
+TASK_LINKS = {
+    name: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+    for name, op in (("get", "get_v1_tasks_id"), ("cancel", "post_v1_tasks_id_cancel"),
+                     ("retry", "post_v1_tasks_id_retry"), ("delete", "delete_v1_tasks_id"))
+}
+
+
 def _components(config: Config) -> dict[str, Any]:
     kinds = [EnqueueBody, BatchBody, PurgeBody, *contract.RESPONSES, *contract.EVENTS]
     _, schemas = msgspec.json.schema_components(kinds, ref_template=REF)
-    # What the structs cannot say: limits from the configuration, and that a
-    # task takes a delay or a run_at but not both.
+    # What the structs cannot say: what this tqd is configured to run and its
+    # limits, and that a task takes a delay or a run_at but not both.
+    name = schemas["EnqueueBody"]["properties"]["name"]
+    name["enum"] = Catalog(config).names()
+    name["description"] = "A task name configured in this tqd (others answer 422)."
     schemas["BatchBody"]["properties"]["tasks"]["maxItems"] = config.api.max_batch
     schemas["EnqueueBody"]["not"] = {
         "required": ["delay", "run_at"],
@@ -206,6 +218,10 @@ def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> 
         for p in params:
             if p["name"] == "wait":
                 p["schema"]["maximum"] = config.api.max_wait
+            elif p["name"] == "file":
+                from tqd.api.docs import FILES
+
+                p["schema"]["enum"] = sorted(FILES)
     if op.body:
         out["requestBody"] = {"required": True, "content": _json(op.body)}
     responses: dict[str, Any] = {}
@@ -224,6 +240,8 @@ def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> 
         responses["201"]["headers"] = {
             "Location": {"description": "The task's URL.", "schema": {"type": "string"}}
         }
+        for status in ("200", "201"):
+            responses[status]["links"] = TASK_LINKS
     out["responses"] = responses
     out.update(op.extra)
     return out
