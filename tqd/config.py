@@ -156,11 +156,12 @@ class ApiConfig(_Section):
 class EventsConfig(_Section):
     """``[events]``: the live stream at ``/v1/events`` (WebSocket)."""
 
-    #: Task messages a client is sent at once; changes beyond are dropped and
-    #: counted in one "lagged" message (the client fetches the state again).
-    buffer: Count = 100
+    #: Most task messages a client is sent at once; when more changes came in
+    #: one interval, it gets one "lagged" message with their number instead
+    #: (and fetches the state again).
+    buffer: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 100
     #: Least time between two bursts of task messages to one client.
-    interval: PositiveSeconds = 0.2
+    interval: PositiveSeconds = 0.5
     #: A client whose socket stays full this long is closed with code 4008.
     stall_timeout: PositiveSeconds = 30.0
     #: Most clients at once; more are refused with 503.

@@ -131,18 +131,27 @@ async def test_requests_that_are_not_websockets_or_name_bad_queues_get_400(tqd, 
         assert err.value.status == 400
 
 
-async def test_a_client_that_falls_behind_gets_one_lagged_message(start_tqd):
-    tqd = await start_tqd(events={"buffer": 5, "interval": 0.5})
-    async with aiohttp.ClientSession() as s, s.post(tqd.url + "/v1/queues/held/pause"):
-        pass
+@pytest.mark.parametrize("query", ["", "?queues=held"])
+async def test_a_burst_beyond_the_buffer_is_one_lagged_message(start_tqd, query):
+    tqd = await start_tqd(events={"buffer": 5, "interval": 0.3})
+    async with aiohttp.ClientSession() as s:
+        for queue in ("held", "other"):
+            async with s.post(f"{tqd.url}/v1/queues/{queue}/pause"):
+                pass
     async with aiohttp.ClientSession() as session:
-        stream = Stream(await session.ws_connect(f"{tqd.url}/v1/events"))
+        stream = Stream(await session.ws_connect(f"{tqd.url}/v1/events{query}"))
         await stream.next()
+        await enqueue(tqd.url, "other", n=20)  # not followed by ?queues=held
         await enqueue(tqd.url, "held", n=50)
         lagged = await stream.until(lambda m: m["type"] == "lagged")
-        assert len(stream.tasks()) == 5
-        assert lagged["dropped"] == 45
-        assert tqd.services.events.dropped == 45
+        # none of the burst is sent, only how much of it there was
+        assert stream.tasks() == []
+        assert lagged["dropped"] == (70 if not query else 50)
+        assert tqd.services.events.dropped == lagged["dropped"]
+        # a burst within the buffer arrives whole
+        ids = await enqueue(tqd.url, "held", n=5)
+        await stream.until(lambda m: m.get("id") == ids[-1])
+        assert [q for q, _ in stream.tasks()] == ["held"] * 5
 
 
 async def test_events_of_every_process_reach_every_subscriber(start_tqd, redis_server,  # noqa: F811
@@ -197,7 +206,7 @@ async def read_frames_until_close(reader: asyncio.StreamReader) -> tuple[int, by
 
 
 async def test_a_client_that_stops_reading_is_closed_with_4008(start_tqd):
-    tqd = await start_tqd(events={"buffer": 20000, "interval": 0.01, "stall_timeout": 0.5})
+    tqd = await start_tqd(events={"buffer": 4096, "interval": 0.01, "stall_timeout": 0.5})
     hub = tqd.services.events
     async with aiohttp.ClientSession() as s, s.post(tqd.url + "/v1/queues/held/pause"):
         pass

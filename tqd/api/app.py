@@ -159,7 +159,7 @@ def create_app(svc: Services) -> web.Application:
         buffer=ev.buffer, interval=ev.interval, stall_timeout=ev.stall_timeout,
         max_clients=ev.max_clients,
     ))
-    svc.metrics = metrics.Metrics(svc.meter, svc.http_meter, extra=lambda: metrics.service_families(svc))
+    svc.metrics = metrics.Metrics(svc.meter, svc.http_meter, extra=lambda: metrics.service_samples(svc))
     app = web.Application(
         middlewares=[metrics.http_metrics_middleware(svc.http_meter), errors_middleware],
         client_max_size=svc.config.api.max_body_size,

@@ -19,11 +19,13 @@ Cost and bounds. Changes go into one ring of the last RING changes, shared by
 every client; a change costs the same whatever the number of clients, and
 nothing is encoded unless a client sends it (then once for all clients).
 Each client has a cursor into the ring and a writer that, at most once per
-``events.interval``, sends up to ``events.buffer`` task messages from its
-cursor; the changes beyond are dropped and counted in one ``lagged``
-message. So a client never holds more than the ring's shared entries and
-its socket's buffers, however slowly it reads, and a busy process spends a
-bounded number of frames per client per second. A client whose socket
+``events.interval``, sends the task messages since its cursor if there are
+at most ``events.buffer`` of them; beyond that it sends none, only one
+``lagged`` message with their number (the client refetches; under heavy
+load a stream it cannot keep up with is of no use to it). So a client never
+holds more than the ring's shared entries and its socket's buffers, however
+slowly it reads, and a process spends at most ``buffer / interval`` frames
+per client per second, one when it is busiest. A client whose socket
 stays full (it does not read) for ``events.stall_timeout`` is closed with
 code 4008.
 """
@@ -62,7 +64,7 @@ class EventSettings:
     """How the stream treats its clients (``[events]`` in the config)."""
 
     buffer: int = 100
-    interval: float = 0.2
+    interval: float = 0.5
     stall_timeout: float = 30.0
     max_clients: int = 1000
 
@@ -185,29 +187,32 @@ class EventHub:
         )
 
     def _task_frames(self, client: Client) -> tuple[list[bytes], int]:
-        """The task messages to send now and how many were dropped; moves the cursor."""
+        """The task messages to send now and how many were dropped; moves the cursor.
+
+        Up to ``buffer`` changes since the last burst are all sent; a client
+        that fell further behind gets none of them, only their number (it
+        fetches the state again): under heavy load every client costs one
+        small frame per interval instead of a stream it cannot use.
+        """
         head, limit = self._head, self.settings.buffer
         first = max(client.cursor, head - RING)
         frames: list[bytes] = []
         if client.queues is None:
-            take = min(head - first, limit)
-            frames = [self._encode(s) for s in range(first, first + take)]
-            dropped = head - client.cursor - take
+            total = head - client.cursor
+            if total <= limit:
+                frames = [self._encode(seq) for seq in range(first, head)]
         else:
-            subs, ring = client.queues, self._changes
-            for seq in range(first, head):
-                if ring[seq % RING][0].queue in subs:
-                    frames.append(self._encode(seq))
-                    if len(frames) >= limit:
-                        break
             total = 0
-            for q in subs:
+            for q in client.queues:
                 now_seen = self._per_queue.get(q, 0)
                 total += now_seen - client.seen.get(q, 0)
                 client.seen[q] = now_seen
-            dropped = max(0, total - len(frames))
+            if total <= limit:
+                subs, ring = client.queues, self._changes
+                frames = [self._encode(seq) for seq in range(first, head)
+                          if ring[seq % RING][0].queue in subs]
         client.cursor = head
-        return frames, dropped
+        return frames, total - len(frames)
 
     def _queues_frame(self, client: Client) -> bytes | None:
         """The queue counts for this client, if they changed since it last got them."""
