@@ -27,7 +27,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -258,7 +257,9 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
 
 
 def _start_daemon(storage: str, config: str | None) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "tqd", "serve", "--listen", "127.0.0.1:0", "--storage", storage,
+    from tqd.buildinfo import self_command
+
+    cmd = [*self_command(), "serve", "--listen", "127.0.0.1:0", "--storage", storage,
            "--log-level", "warning"]
     if config:
         cmd += ["--config", config]

@@ -2,7 +2,7 @@
 
 Exit statuses: 0 ok; 1 the task failed (``--wait``); 2 usage or
 configuration error, or a request the server refused; 3 the server cannot be
-reached. Every error is one line on stderr, never a traceback.
+reached; 4 ``--wait SECONDS`` ran out before the task finished. Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tqd import __version__
-
-EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_WAIT_EXPIRED = 0, 1, 2, 3, 4
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -75,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tqd.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
-    sub.add_parser("version", help="print the version")
+    p = sub.add_parser("version", help="print the version, the commit it was built from and the Python")
+    p.add_argument("--verbose", action="store_true", help="also the versions of the bundled libraries")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -97,8 +97,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from tqd.errors import ConfigError
 
     if args.command == "version":
-        print(f"tqd {__version__}")
-        return EXIT_OK
+        return _version(args)
     try:
         if args.command == "serve":
             return _serve(args)
@@ -113,8 +112,24 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _client_command(args)
 
 
+def _version(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tqd.buildinfo import build_info, dependency_versions
+
+    info = build_info()
+    deps = dependency_versions() if args.verbose else None
+    if args.json:
+        _print_json({**asdict(info), **({"libraries": deps} if deps is not None else {})})
+        return EXIT_OK
+    print(info.line())
+    for name, version in (deps or {}).items():
+        print(f"  {name} {version}")
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from tqd.config import load_config
+    from tqd.config import Config, load_config
     from tqd.daemon import serve
     from tqd.logs import setup_logging
 
@@ -133,17 +148,32 @@ def _serve(args: argparse.Namespace) -> int:
 
     build_handlers(Catalog(config), config)
 
+    def reload() -> Config:
+        # SIGHUP: the same file, variables and flags as at start.
+        return load_config(args.config, overrides=overrides)
+
     def ready(url: str) -> None:
         print(f"tqd listening on {url}", flush=True)
 
     try:
         import uvloop
-
-        return uvloop.run(serve(config, on_ready=ready))
     except ImportError:  # pragma: no cover - platforms without uvloop
         import asyncio
 
-        return asyncio.run(serve(config, on_ready=ready))
+        status = asyncio.run(serve(config, on_ready=ready, load=reload))
+    else:
+        # Not inside the try: an ImportError from the daemon must not restart it.
+        status = uvloop.run(serve(config, on_ready=ready, load=reload))
+    # Everything is settled or handed back by now. A sync handler may still
+    # be running in a thread (Python cannot stop it); its task was handed
+    # back, so exit without waiting for it (the interpreter would join it).
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -200,7 +230,12 @@ def _run_client(client: Any, args: argparse.Namespace) -> int:
             return EXIT_OK
         task = client.wait(task["id"], None if args.wait < 0 else args.wait)
         _print_json(task)
-        return EXIT_TASK_FAILED if task["state"] in ("failed", "cancelled") else EXIT_OK
+        if task["state"] in ("failed", "cancelled"):
+            return EXIT_TASK_FAILED
+        if task["state"] != "completed":
+            return _fail(f"task {task['id']} is still {task['state']} after {args.wait:g}s",
+                         EXIT_WAIT_EXPIRED)
+        return EXIT_OK
     if cmd == "get":
         _print_json(client.get(args.id, wait=args.wait))
         return EXIT_OK

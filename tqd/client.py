@@ -85,7 +85,8 @@ class Client:
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = 60.0 if deadline is None else min(60.0, max(0.0, deadline - time.monotonic()))
+            # Waits of 25 s at a time stay under any sensible [api] max_wait.
+            left = 25.0 if deadline is None else min(25.0, max(0.0, deadline - time.monotonic()))
             task = self.get(task_id, wait=left)
             if task["state"] in FINISHED or (deadline is not None and time.monotonic() >= deadline):
                 return task

@@ -304,12 +304,26 @@ def load_config(
 
     if "source" in raw:
         raise ConfigError(f"{source}: source: unknown key")
+    # Settings that came from a variable or a flag, so an error in one of
+    # them names that variable or flag rather than the file.
+    origins: dict[str, str] = {}
     for key in ENV_SETTINGS[1:]:
         var = "TQD_" + key.upper()
         if var in env and key not in overrides:
             raw[key] = env[var]
+            origins[key] = var
     raw.update(overrides)
+    origins.update({k: "--" + k.replace("_", "-") for k in overrides if k in ENV_SETTINGS})
+    try:
+        return _build(raw, source, check_paths)
+    except ConfigError as err:
+        for key, origin in origins.items():
+            if err.message.startswith(f"{source}: {key}:"):
+                raise ConfigError(origin + err.message.removeprefix(source)) from None
+        raise
 
+
+def _build(raw: dict[str, Any], source: str, check_paths: bool) -> Config:
     named = {k: raw.pop(k) for k in _NAMED_TABLES if k in raw}
     base = _convert(raw, Config, source, "")
     tables: dict[str, dict[str, Any]] = {}
@@ -407,6 +421,8 @@ def _check_paths(config: Config, source: str) -> None:
         key = "storage" if config.storage else "data_dir"
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file stands where the directory should be
+            raise ConfigError(f"{source}: {key}: {str(folder)!r} is not a directory") from None
         except OSError as err:
             raise ConfigError(
                 f"{source}: {key}: cannot create directory {str(folder)!r}: {err.strerror}"

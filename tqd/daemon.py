@@ -5,8 +5,11 @@ Start: store → catalog and handlers → queues declared → orphaned leases
 taken back (single-process stores) → roles → worker pool → HTTP API.
 Stop (SIGTERM/SIGINT): the API keeps answering but refuses new tasks (503)
 → the pool stops leasing, lets running tasks finish within the grace and
-hands back the rest → roles stop → the API closes → the store closes. A
-second signal exits at once.
+hands back the rest → long polls (``?wait=``) are answered → roles stop →
+the API closes → the store closes. A second signal exits at once. SIGHUP
+reloads the configuration (tqd/reload.py). Under systemd (``$NOTIFY_SOCKET``)
+the states are reported with sd_notify (tqd/sdnotify.py): READY, RELOADING,
+STOPPING, STATUS lines, watchdog pings.
 """
 
 from __future__ import annotations
@@ -17,23 +20,26 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from tqd.api.app import Services, create_app
 from tqd.clock import Clock, SystemClock
-from tqd.config import Config
+from tqd.config import Config, load_config
+from tqd.reload import pool_settings, reload_daemon
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
 from tqd.runtime.janitor import Janitor
 from tqd.runtime.meter import Meter
-from tqd.runtime.pool import PoolSettings, WorkerPool
+from tqd.runtime.pool import WorkerPool
 from tqd.runtime.role import Role
 from tqd.runtime.scheduler import Scheduler
 from tqd.runtime.stats import StatsRecorder
 from tqd.runtime.supervisor import Supervisor
+from tqd.sdnotify import Notifier, forget_environment, keep_alive
 from tqd.storage.base import SHARED, Storage
 from tqd.storage.factory import create_storage
 
@@ -62,6 +68,8 @@ class Daemon:
     roles: list[Role] = field(default_factory=list)
     url: str = ""
     _role_jobs: list[asyncio.Task] = field(default_factory=list)
+    #: Closings of handler sets a reload replaced (see tqd/reload.py).
+    retiring: set[asyncio.Task] = field(default_factory=set)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> str:
@@ -86,15 +94,7 @@ class Daemon:
                 storage,
                 self.catalog,
                 self.handlers,
-                PoolSettings(
-                    worker_id=self.worker_id,
-                    concurrency=cfg.worker.concurrency,
-                    queues=tuple(cfg.worker.queues),
-                    queue_limits={
-                        name: q.concurrency for name, q in cfg.queues.items() if q.concurrency
-                    },
-                    lease_batch=cfg.worker.lease_batch,
-                ),
+                pool_settings(cfg, self.catalog, self.worker_id),
                 self.clock,
             )
             self.pool.observer = self.meter
@@ -144,15 +144,46 @@ class Daemon:
         self.roles = roles
         self._role_jobs = [asyncio.create_task(r.run(), name=f"tqd-{r.name}") for r in roles]
 
+    async def reload(self, load: Callable[[], Config]) -> bool:
+        """Apply the configuration ``load()`` returns; keep the running one if it
+        is invalid. True if applied (see tqd/reload.py)."""
+        return await reload_daemon(self, load)
+
+    async def status_line(self) -> str:
+        """One line of queue totals for ``systemctl status``."""
+        assert self.storage is not None
+        totals: dict[str, int] = {}
+        queues = await self.storage.queues()
+        for info in queues:
+            for state, n in info.counts.items():
+                totals[state] = totals.get(state, 0) + n
+        shown = ", ".join(
+            f"{totals.get(s, 0)} {s}" for s in ("pending", "scheduled", "processing", "completed", "failed")
+        )
+        here = ""
+        if self.pool is not None:
+            here = f"; {len(self.pool.running)}/{self.pool.settings.concurrency} running here"
+        plural = "" if len(queues) == 1 else "s"
+        return f"{shown} in {len(queues)} queue{plural}{here}"
+
     async def stop(self) -> None:
         """Drain and stop every part, in reverse order of start."""
         if self.services is not None:
             self.services.draining = True
-        log.info("stopping: no new tasks accepted")
+        # A start that failed says why in one line (the CLI prints it); the
+        # clean-up after it is not news.
+        started = bool(self.url)
+        if started:
+            log.info("stopping: no new tasks accepted")
         if self.pool is not None:
             handed_back = await self.pool.stop(self.config.shutdown_grace)
             if handed_back:
                 log.warning("handed back %d tasks that did not finish within the grace", handed_back)
+        if self.retiring:
+            await asyncio.wait(self.retiring, timeout=5.0)
+        if self.services is not None:
+            # Running tasks have ended or been handed back: answer long polls now.
+            self.services.waiters.close()
         for role in self.roles:
             role.stop()
         if self._role_jobs:
@@ -176,27 +207,46 @@ class Daemon:
             await self.handlers.close()
         if self.storage is not None:
             await self.storage.close()
-        log.info("stopped")
+        if started:
+            log.info("stopped")
 
 
-async def serve(config: Config, on_ready: callable | None = None) -> int:  # type: ignore[valid-type]
+async def serve(
+    config: Config,
+    on_ready: Callable[[str], None] | None = None,
+    load: Callable[[], Config] | None = None,
+) -> int:
     """Run a daemon until SIGTERM or SIGINT; return the exit status.
 
     The first signal drains; a second one exits at once with status 1.
+    SIGHUP reloads with ``load()`` (default: read ``config.source`` again).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reload_wanted = asyncio.Event()
+    notifier = Notifier()
+    forget_environment()
+    if load is None:
+        path = config.source if config.source != "defaults" else None
+        load = lambda: load_config(path)  # noqa: E731
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
             log.warning("second signal (%s): exiting at once", signal.Signals(signum).name)
             os._exit(1)
         log.info("received %s: draining", signal.Signals(signum).name)
+        notifier.stopping(f"draining: finishing running tasks (up to {daemon.config.shutdown_grace:g}s)")
         stop.set()
+        reload_wanted.set()
 
+    def on_hangup() -> None:
+        log.info("received SIGHUP: reloading the configuration")
+        reload_wanted.set()
+
+    daemon = Daemon(config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    daemon = Daemon(config)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         url = await daemon.start()
     except BaseException:
@@ -204,6 +254,37 @@ async def serve(config: Config, on_ready: callable | None = None) -> int:  # typ
         raise
     if on_ready is not None:
         on_ready(url)
+    notifier.ready(f"listening on {url}; {await _status(daemon)}")
+    keeper = asyncio.create_task(keep_alive(notifier, daemon.status_line), name="tqd-sdnotify")
+    reloader = asyncio.create_task(
+        _reload_on_signal(daemon, load, reload_wanted, stop, notifier), name="tqd-reload"
+    )
     await stop.wait()
+    await reloader  # lets a reload in progress finish before the drain
     await daemon.stop()
+    keeper.cancel()
+    await asyncio.gather(keeper, return_exceptions=True)
+    notifier.close()
     return 0
+
+
+async def _status(daemon: Daemon) -> str:
+    try:
+        return await asyncio.wait_for(daemon.status_line(), timeout=2.0)
+    except Exception as err:
+        return f"status unavailable: {type(err).__name__}"
+
+
+async def _reload_on_signal(
+    daemon: Daemon, load: Callable[[], Config], wanted: asyncio.Event, stop: asyncio.Event,
+    notifier: Notifier,
+) -> None:
+    """Reload each time ``wanted`` is set, one reload at a time, until ``stop``."""
+    while True:
+        await wanted.wait()
+        wanted.clear()
+        if stop.is_set():
+            return
+        notifier.reloading()
+        await daemon.reload(load)
+        notifier.ready(await _status(daemon))

@@ -118,7 +118,10 @@ class Outcome(msgspec.Struct, kw_only=True):
     ``kind`` is ``"complete"`` (with ``result``), ``"fail"`` (with
     ``error``; ``retry_at`` set means try again then, None means dead) or
     ``"release"`` (hand the task back at once without counting the attempt;
-    used when the daemon shuts down).
+    used when the daemon shuts down). ``queue`` and ``name`` are the task's
+    as the caller knows them from the lease; a backend may use them to skip
+    a lookup, and still checks the token. ``started_at``, when given, is when
+    the handler actually began; it replaces the lease time in ``started_at``.
     """
 
     task_id: str
@@ -127,6 +130,9 @@ class Outcome(msgspec.Struct, kw_only=True):
     result: bytes | None = None
     error: dict[str, Any] | None = None
     retry_at: float | None = None
+    queue: str = ""
+    name: str = ""
+    started_at: float | None = None
 
 
 class QueueInfo(msgspec.Struct, kw_only=True):
@@ -167,11 +173,22 @@ def zero_counts() -> dict[str, int]:
     return dict.fromkeys(STATES, 0)
 
 
+_last_second: list = [None, ""]  # the whole second formatted last, and its text
+
+
 def rfc3339(ts: float | None) -> str | None:
     """Epoch seconds as an RFC 3339 UTC string with microseconds, or None."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds = int(ts // 1)
+    micros = round((ts - seconds) * 1_000_000)
+    if micros == 1_000_000:
+        seconds, micros = seconds + 1, 0
+    # Most timestamps in one response or burst share their second: format it once.
+    if _last_second[0] != seconds:
+        _last_second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second[0] = seconds
+    return f"{_last_second[1]}.{micros:06d}Z"
 
 
 def make_error(kind: str, message: str, attempt: int, at: float) -> dict[str, Any]:

@@ -50,8 +50,11 @@ class Daemon:
     """A ``tqd serve`` subprocess."""
 
     def __init__(self, storage: str, *, config: Path | None = None, args: Sequence[str] = (),
-                 env: dict[str, str] | None = None, listen: str = "127.0.0.1:0") -> None:
+                 env: dict[str, str] | None = None, listen: str = "127.0.0.1:0",
+                 command: Sequence[str] | None = None) -> None:
         self.storage = storage
+        #: What runs tqd: this checkout's ``python -m tqd`` unless told (e.g. dist/tqd).
+        self.command = list(command) if command else [sys.executable, "-m", "tqd"]
         self.config = config
         self.args = list(args)
         self.env = env
@@ -63,7 +66,7 @@ class Daemon:
 
     def start(self, timeout: float = 20.0) -> Daemon:
         """Start and return once it prints the URL it listens on."""
-        cmd = [sys.executable, "-m", "tqd", "serve", "--listen", self.listen, "--storage", self.storage]
+        cmd = [*self.command, "serve", "--listen", self.listen, "--storage", self.storage]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         cmd += self.args

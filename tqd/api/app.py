@@ -19,7 +19,7 @@ from aiohttp import web
 from tqd.api.waiters import Waiters
 from tqd.clock import Clock
 from tqd.config import Config
-from tqd.errors import BadRequest, NotFound, PayloadTooLarge, TqdError
+from tqd.errors import BadRequest, NotFound, PayloadTooLarge, ShuttingDown, TqdError
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.meter import Meter
 from tqd.runtime.pool import WorkerPool
@@ -86,7 +86,7 @@ async def read_body(request: web.Request) -> bytes:
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 #: 503s that are decisions, not failures: logged without a traceback.
-_REFUSALS = frozenset({"shutting_down", "too_many_clients"})
+_REFUSALS = frozenset({"too_many_clients"})
 
 
 @web.middleware
@@ -94,6 +94,10 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     """Turn every failure into the JSON error shape; log 5xx with a traceback."""
     try:
         return await handler(request)
+    except ShuttingDown as err:
+        # Expected while draining; the client is told to go elsewhere.
+        log.debug("%s %s refused: %s", request.method, request.path, err.message)
+        return error_response(err)
     except TqdError as err:
         if err.status >= 500:
             if err.code in _REFUSALS:
@@ -147,8 +151,8 @@ def query_float(request: web.Request, name: str, low: float, high: float) -> flo
 
 def create_app(svc: Services) -> web.Application:
     """The aiohttp application for ``svc``: every route under /v1/, health,
-    metrics, the event stream and the API documents."""
-    from tqd.api import docs, events, health, metrics, queues, stats, tasks, workers
+    metrics, the event stream, the API documents and the dashboard at /."""
+    from tqd.api import dashboard, docs, events, health, metrics, queues, stats, tasks, workers
 
     if svc.meter is None:
         svc.meter = Meter(svc.clock)
@@ -174,10 +178,10 @@ def create_app(svc: Services) -> web.Application:
     app.router.add_get("/v1/events", svc.events.handle)
     metrics.add_routes(app)
     docs.add_routes(app)
+    dashboard.add_routes(app)
     app.on_startup.append(lambda _: svc.events.start())
     app.on_shutdown.append(lambda _: svc.events.stop())
     return app
-
 
 
 def not_found_task(task_id: str) -> NotFound:

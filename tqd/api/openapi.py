@@ -35,7 +35,8 @@ _ERRORS = {
     409: "The operation does not fit the task's state.",
     413: "The body is over `api.max_body_size`.",
     422: "The task name has no handler configured.",
-    503: "The store is unavailable, or tqd is shutting down; try again.",
+    503: "The store is unavailable, tqd is shutting down, or (/, /assets) the dashboard "
+         "is not built; try again.",
 }
 
 
@@ -166,6 +167,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/docs"): Op(
         "The API in a browser (Swagger UI)", "docs", {}, (),
         raw={200: ("text/html", {"type": "string"})},
+    ),
+    ("GET", "/"): Op(
+        "The dashboard", "dashboard", {}, (503,), raw={200: ("text/html", {"type": "string"})}
+    ),
+    ("GET", "/assets/{name}"): Op(
+        "Files of the dashboard", "dashboard", {}, (404, 503),
+        params=({"name": "name", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$"}},),
+        raw={200: ("*/*", {})},
     ),
     ("GET", "/docs/{file}"): Op(
         "Files of the /docs page", "docs", {}, (404,),

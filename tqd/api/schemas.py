@@ -81,7 +81,8 @@ def _field_error(err: msgspec.MsgspecError) -> BadRequest:
         path, message = ".".join(p for p in (path, missing.group(1)) if p), "required field missing"
     else:
         message = message[0].lower() + message[1:]
-    if isinstance(err, msgspec.DecodeError) and not path:
+    # ValidationError is a DecodeError too, but its JSON was well formed.
+    if not isinstance(err, msgspec.ValidationError) and not path:
         return BadRequest(f"malformed JSON body: {message}")
     return BadRequest(f"{path or 'body'}: {message}")
 

@@ -19,12 +19,26 @@ class Waiters:
 
     def __init__(self) -> None:
         self._by_id: dict[str, list[asyncio.Future]] = {}
+        self._closed = False
 
     def watch(self, task_id: str) -> asyncio.Future:
         """A future that resolves when ``task_id`` ends; call ``forget`` after."""
         fut = asyncio.get_running_loop().create_future()
+        if self._closed:
+            fut.set_result(None)
+            return fut
         self._by_id.setdefault(task_id, []).append(fut)
         return fut
+
+    def close(self) -> None:
+        """Resolve every waiter now and every later one at once: the daemon
+        stops, and a long poll must not hold its exit (the caller answers
+        with the task as it is)."""
+        self._closed = True
+        for futs in self._by_id.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
 
     def forget(self, task_id: str, fut: asyncio.Future) -> None:
         """Stop watching (whether or not the future resolved)."""

@@ -66,7 +66,9 @@ class NewTask:
 class Catalog:
     """Task definitions by name, built once from a Config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, ids: IdGenerator | None = None) -> None:
+        """Definitions from ``config``; ``ids`` carries the id generator over a
+        reload, so ids from this process keep increasing strictly."""
         defs: dict[str, TaskDefinition] = {}
         for builtin in BUILTIN_TASKS:
             name = f"tqd.{builtin}"
@@ -81,7 +83,7 @@ class Catalog:
                 raise UnknownTask(f"tasks.{name}: handler missing")
             defs[name] = self._define(config, name, task, handler)
         self._defs = defs
-        self._ids = IdGenerator()
+        self.ids = ids or IdGenerator()
 
     @staticmethod
     def _define(config: Config, name: str, task: TaskConfig, handler: HandlerConfig) -> TaskDefinition:
@@ -132,7 +134,7 @@ class Catalog:
         max_attempts = request.max_attempts or d.max_attempts
         delayed = request.run_at is not None and request.run_at > now
         return Task(
-            self._ids.new(now),
+            self.ids.new(now),
             d.name,
             request.queue or d.queue,
             request.payload,

@@ -51,6 +51,8 @@ class Running:
     stop_reason: str | None = None
     #: When the heartbeat should extend the lease next (epoch seconds).
     extend_at: float = 0.0
+    #: The handlers in use when it started; it keeps them across a reload.
+    handlers: HandlerSet | None = None
 
 
 class TaskObserver(Protocol):
@@ -94,6 +96,10 @@ class WorkerPool:
         self.running: dict[str, Running] = {}
         self._per_queue: dict[str, int] = {}
         self._active: set[str] = set()
+        # Paused queues, as the change events report them: an enqueue into a
+        # paused queue must not cost a lease round trip. (The store still
+        # checks the flag in the lease itself; this only saves work.)
+        self._paused: set[str] = set()
         self._gen: dict[str, int] = {}
         self._rotation = 0
         self._wake = asyncio.Event()
@@ -121,6 +127,8 @@ class WorkerPool:
         """Begin leasing: every served queue with pending tasks is active."""
         self._storage.add_listener(self._on_changes)
         for info in await self._storage.queues():
+            if info.paused:
+                self._paused.add(info.name)
             if info.counts.get("pending") and self.serves(info.name):
                 self._active.add(info.name)
         for name in self._served:
@@ -159,6 +167,32 @@ class WorkerPool:
         self._storage.remove_listener(self._on_changes)
         return handed_back
 
+    async def apply(self, catalog: Catalog, handlers: HandlerSet, settings: PoolSettings) -> None:
+        """Use a reloaded configuration from the next lease on.
+
+        Running tasks keep the handler they started with (see ``jobs_using``);
+        a lower concurrency or queue limit only stops new leases until enough
+        tasks finish; queues no longer served stop being leased from.
+        """
+        if settings.worker_id != self.worker_id:
+            raise ValueError("a reload cannot change the worker id")
+        self._catalog = catalog
+        self._handlers = handlers
+        self.settings = settings
+        self._served = frozenset(settings.queues)
+        self._active = {q for q in self._active if self.serves(q)} | set(self._served)
+        if not self._stopping:
+            for info in await self._storage.queues():
+                if info.paused:
+                    self._paused.add(info.name)
+                if info.counts.get("pending") and self.serves(info.name):
+                    self._active.add(info.name)
+        self._wake.set()
+
+    def jobs_using(self, handlers: HandlerSet) -> list[asyncio.Task]:
+        """The jobs of running tasks that started with ``handlers`` (to close them after)."""
+        return [r.job for r in self.running.values() if r.handlers is handlers and r.job is not None]
+
     # -- learning of work ---------------------------------------------------
 
     def _on_changes(self, changes: Sequence[Change | QueueChange]) -> None:
@@ -166,18 +200,23 @@ class WorkerPool:
         running = self.running
         for c in changes:
             if type(c) is Change:
-                if c.state == "pending":
+                if c.state == "pending" and self.serves(c.queue) and c.queue not in self._paused:
+                    self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
+                    self._active.add(c.queue)
+                    wake = True
+                if c.state != "processing" and c.id in running:
+                    # Someone else ended this task's lease (cancelled it,
+                    # reclaimed it, deleted it): stop the handler.
+                    self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
+            elif type(c) is QueueChange:
+                if c.event == "paused":
+                    self._paused.add(c.queue)
+                elif c.event == "resumed":
+                    self._paused.discard(c.queue)
                     if self.serves(c.queue):
                         self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
                         self._active.add(c.queue)
                         wake = True
-                elif c.state != "processing" and c.id in running:
-                    # Someone else ended this task's lease: stop the handler.
-                    self._interrupt(running[c.id], CANCELLED if c.state == "cancelled" else LOST)
-            elif type(c) is QueueChange and c.event == "resumed" and self.serves(c.queue):
-                self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
-                self._active.add(c.queue)
-                wake = True
         if wake:
             self._wake.set()
 
@@ -232,6 +271,8 @@ class WorkerPool:
         self._rotation += 1
         plan: list[tuple[str, int, int]] = []
         for queue in queues[start:] + queues[:start]:
+            if queue in self._paused:
+                continue
             n = min(free, self._room(queue))
             if n <= 0:
                 continue
@@ -264,13 +305,18 @@ class WorkerPool:
 
     def _hand_back(self, tasks: list[Task]) -> None:
         for t in tasks:
-            self._outcomes.append(Outcome(task_id=t.id, token=t.lease_token or "", kind="release"))
+            self._outcomes.append(_outcome(t, "release"))
         self._settle_wake.set()
 
     # -- running ------------------------------------------------------------
 
     def _start(self, task: Task, now: float) -> None:
-        running = Running(task, extend_at=now + task.visibility_timeout / 3)
+        stale = self.running.get(task.id)
+        if stale is not None:
+            # Leased again after its lease was taken back (a stalled heartbeat):
+            # the earlier run has nothing left to settle.
+            self._interrupt(stale, LOST)
+        running = Running(task, extend_at=now + task.visibility_timeout / 3, handlers=self._handlers)
         self.running[task.id] = running
         self._per_queue[task.queue] = self._per_queue.get(task.queue, 0) + 1
         self.counters["started"] += 1
@@ -284,7 +330,8 @@ class WorkerPool:
         try:
             outcome = await self._attempt(running)
         finally:
-            del self.running[task.id]
+            if self.running.get(task.id) is running:
+                del self.running[task.id]
             self._per_queue[task.queue] -= 1
             self._wake.set()
             if outcome is not None:
@@ -295,11 +342,14 @@ class WorkerPool:
 
     async def _attempt(self, running: Running) -> Outcome | None:
         task = running.task
-        handler = self._handlers.get(task.name)
+        handler = (running.handlers or self._handlers).get(task.name)
         if handler is None:
             return self._failure(task, "config", f"no handler for task {task.name!r} in this process")
         ctx = TaskContext(task)
         timer = asyncio.timeout(task.timeout) if task.timeout else None
+        # started_at becomes the moment the handler is called (the store
+        # holds the lease time until the outcome is settled).
+        task.started_at = self._clock.now()
         try:
             if timer is None:
                 result = await handler.run(ctx)
@@ -309,7 +359,7 @@ class WorkerPool:
         except asyncio.CancelledError:
             reason = running.stop_reason
             if reason == SHUTDOWN:
-                return Outcome(task_id=task.id, token=task.lease_token or "", kind="release")
+                return _outcome(task, "release")
             if reason in (LOST, CANCELLED):
                 return None
             raise
@@ -326,7 +376,7 @@ class WorkerPool:
         except TypeError as err:
             return self._failure(task, "result", f"the result is not JSON: {err}", retry=False)
         self.counters["completed"] += 1
-        return Outcome(task_id=task.id, token=task.lease_token or "", kind="complete", result=encoded)
+        return _outcome(task, "complete", result=encoded)
 
     def _failure(
         self, task: Task, kind: str, message: str, *, retry: bool = True, delay: float | None = None
@@ -349,13 +399,7 @@ class WorkerPool:
             task.id, task.name, attempt, task.max_attempts, what, message,
             extra={"task_id": task.id, "queue": task.queue, "task_name": task.name},
         )
-        return Outcome(
-            task_id=task.id,
-            token=task.lease_token or "",
-            kind="fail",
-            error=make_error(kind, message, attempt, now),
-            retry_at=retry_at,
-        )
+        return _outcome(task, "fail", error=make_error(kind, message, attempt, now), retry_at=retry_at)
 
     # -- settling -----------------------------------------------------------
 
@@ -410,6 +454,13 @@ class WorkerPool:
     def next_extend_at(self) -> float | None:
         """The earliest time a running task's lease needs extending, or None."""
         return min((r.extend_at for r in self.running.values()), default=None)
+
+
+def _outcome(task: Task, kind: str, **fields: object) -> Outcome:
+    return Outcome(
+        task_id=task.id, token=task.lease_token or "", kind=kind, queue=task.queue, name=task.name,
+        started_at=task.started_at, **fields,  # type: ignore[arg-type]
+    )
 
 
 def _encode_result(result: object) -> bytes:

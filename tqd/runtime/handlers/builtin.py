@@ -30,12 +30,15 @@ class Echo:
 
 
 class Sleep:
-    """Sleeps ``{"seconds": s}`` (default 1), then returns null."""
+    """Sleeps ``{"seconds": s}`` (or a bare number; null or absent: 1 s), then returns null."""
 
     async def run(self, ctx: TaskContext) -> Any:
         payload = ctx.payload
         seconds = payload.get("seconds", 1) if isinstance(payload, dict) else payload
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0:
+        if seconds is None:
+            seconds = 1
+        number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        if not number or not math.isfinite(seconds) or seconds < 0:
             raise TaskFailed("payload.seconds: expected a number >= 0", retry=False)
         await asyncio.sleep(seconds)
         return None

@@ -20,7 +20,7 @@ TASK_COLUMNS = (
 )
 
 MIGRATIONS: list[str] = [
-    # 1: tasks, per-queue counts kept by triggers, queues, processes.
+    # 1: tasks, per-queue counts, queues, processes.
     """
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,          -- insertion order: FIFO and paging
@@ -57,30 +57,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_leases ON tasks(lease_expires_at) WHERE state = 'processing';
     CREATE INDEX tasks_finished ON tasks(state, finished_at)
         WHERE state IN ('completed', 'failed', 'cancelled');
-    -- Listing newest first by state, by queue (+state), by name (+state).
-    CREATE INDEX tasks_by_state ON tasks(state, seq);
+    -- Listing newest first. Only (queue, state, seq) changes with every
+    -- transition; it serves queue+state directly, a queue alone by merging
+    -- its six states, a state alone by merging the queues that hold any.
+    -- (name, seq) never changes after insert; name filters walk it.
     CREATE INDEX tasks_by_queue ON tasks(queue, state, seq);
-    CREATE INDEX tasks_by_name ON tasks(name, state, seq);
+    CREATE INDEX tasks_by_name ON tasks(name, seq);
 
+    -- Tasks per queue and state. Every operation adjusts these rows in the
+    -- same transaction (once per batch, not per task), so counting never
+    -- scans tasks.
     CREATE TABLE queue_counts (
         queue TEXT NOT NULL,
         state TEXT NOT NULL,
         n INTEGER NOT NULL,
         PRIMARY KEY (queue, state)
     ) WITHOUT ROWID;
-    CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
-        INSERT INTO queue_counts(queue, state, n) VALUES (NEW.queue, NEW.state, 1)
-            ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;
-    END;
-    CREATE TRIGGER tasks_count_update AFTER UPDATE OF state ON tasks
-        WHEN OLD.state != NEW.state BEGIN
-        UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
-        INSERT INTO queue_counts(queue, state, n) VALUES (NEW.queue, NEW.state, 1)
-            ON CONFLICT(queue, state) DO UPDATE SET n = n + 1;
-    END;
-    CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
-        UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
-    END;
 
     CREATE TABLE queues (
         name TEXT PRIMARY KEY,

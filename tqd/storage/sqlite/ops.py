@@ -1,0 +1,481 @@
+"""The operations of the SQLite store, each run on the writer or reader thread.
+
+Every function takes the thread's connection and a list to which it appends
+the change events it causes (emitted only if the group commits), then its
+own arguments. Write operations run inside the group's transaction and a
+savepoint of their own, so raising undoes exactly that operation.
+
+Counts per queue and state (``queue_counts``) are adjusted by each operation
+once per batch through ``_bump``, in the same transaction as the rows they
+count; the tests compare them with the stored tasks after every kind of
+operation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from tqd.errors import Conflict, NotFound
+from tqd.models import (
+    DELETED,
+    ERROR_HISTORY,
+    STATES,
+    Change,
+    Outcome,
+    QueueChange,
+    QueueInfo,
+    Task,
+    make_error,
+    zero_counts,
+)
+from tqd.storage.base import EnqueueResult, Page
+from tqd.storage.sqlite.schema import TASK_COLUMNS
+from tqd.storage.sqlite.threads import mergeable
+
+Conn = sqlite3.Connection
+Deltas = Counter  # (queue, state) -> change in the count
+
+_SELECT = f"SELECT {TASK_COLUMNS} FROM tasks"
+_ERRORS_COL = 14  # position of ``errors`` in TASK_COLUMNS
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A Task from a row of TASK_COLUMNS."""
+    errors = row[_ERRORS_COL]
+    if errors is None:
+        return Task(*row[:_ERRORS_COL], [], *row[_ERRORS_COL + 1 :])
+    return Task(*row[:_ERRORS_COL], orjson.loads(errors), *row[_ERRORS_COL + 1 :])
+
+
+def _task_or_none(row: Sequence[Any] | None) -> Task | None:
+    return None if row is None else task_from_row(row)
+
+
+def _load(conn: Conn, task_id: str) -> Task:
+    task = _task_or_none(conn.execute(f"{_SELECT} WHERE id = ?", (task_id,)).fetchone())
+    if task is None:
+        raise NotFound(f"no task with id {task_id!r}")
+    return task
+
+
+_BUMP = (
+    "INSERT INTO queue_counts(queue, state, n) VALUES (?, ?, ?) "
+    "ON CONFLICT(queue, state) DO UPDATE SET n = n + excluded.n"
+)
+
+
+def _bump(conn: Conn, deltas: Deltas) -> None:
+    rows = [(queue, state, n) for (queue, state), n in deltas.items() if n]
+    if rows:
+        conn.executemany(_BUMP, rows)
+
+
+def _move(conn: Conn, queue: str, old: str, new: str, n: int = 1) -> None:
+    if n:
+        _bump(conn, Counter({(queue, old): -n, (queue, new): n}))
+
+
+# -- producing ----------------------------------------------------------------
+
+_INSERT = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 21)})"
+
+
+def op_ping(conn: Conn, changes: list) -> None:
+    conn.execute("SELECT 1").fetchone()
+
+
+@mergeable
+def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[EnqueueResult]:
+    results: list[EnqueueResult] = []
+    rows = []
+    deltas: Deltas = Counter()
+    seen_keys: dict[tuple[str, str], Task] = {}
+    for t in tasks:
+        key = t.idempotency_key
+        if key is not None:
+            prior = seen_keys.get((t.queue, key))
+            if prior is None:
+                prior = _task_or_none(conn.execute(
+                    f"{_SELECT} WHERE queue = ? AND idempotency_key = ?", (t.queue, key)
+                ).fetchone())
+            if prior is not None:
+                results.append(EnqueueResult(prior, False))
+                continue
+            seen_keys[(t.queue, key)] = t
+        rows.append((
+            t.id, t.name, t.queue, t.payload, t.priority, t.state, t.attempts,
+            t.max_attempts, t.attempt_budget, t.created_at, t.run_at, t.started_at,
+            t.finished_at, t.result, orjson.dumps(t.errors) if t.errors else None,
+            key, t.timeout, t.visibility_timeout, t.worker, t.lease_token, t.lease_expires_at,
+        ))
+        results.append(EnqueueResult(t, True))
+        deltas[(t.queue, t.state)] += 1
+        changes.append(Change(t.id, t.queue, t.name, t.state, "enqueue"))
+    try:
+        conn.executemany(_INSERT, rows)
+    except sqlite3.IntegrityError:
+        # Keys were looked up above, so only a task id can collide.
+        raise Conflict("a task with this id already exists; enqueue again") from None
+    _bump(conn, deltas)
+    return results
+
+
+# -- consuming ----------------------------------------------------------------
+
+
+def op_lease(conn: Conn, changes: list, queue: str, limit: int, worker: str, now: float) -> list[Task]:
+    # The paused flag is read in the same transaction as the lease, so a
+    # pause or resume is never seen half-way (no cached copy to go stale).
+    if conn.execute("SELECT 1 FROM queues WHERE name = ? AND paused", (queue,)).fetchone():
+        return []
+    rows = conn.execute(
+        "UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
+        "lease_expires_at = ? + visibility_timeout, started_at = ?, worker = ? "
+        "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
+        f"ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}",
+        (now, now, worker, queue, limit),
+    ).fetchall()
+    if not rows:
+        return []
+    # RETURNING comes in no promised order; hand the tasks out in lease order.
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    tasks = [task_from_row(r[2:]) for r in rows]
+    _move(conn, queue, "pending", "processing", len(tasks))
+    changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
+    return tasks
+
+
+def op_extend(conn: Conn, changes: list, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
+    sql = (
+        "UPDATE tasks SET lease_expires_at = ? + visibility_timeout "
+        "WHERE id = ? AND lease_token = ? AND state = 'processing'"
+    )
+    return [conn.execute(sql, (now, tid, token)).rowcount == 1 for tid, token in leases]
+
+
+_GUARD = "WHERE id = ? AND lease_token = ? AND state = 'processing'"
+_CLEAR_LEASE = "lease_token = NULL, lease_expires_at = NULL"
+_COMPLETE = (
+    "UPDATE tasks SET state = 'completed', result = ?, finished_at = ?, attempts = attempts + 1, "
+    f"started_at = coalesce(?, started_at), {_CLEAR_LEASE} {_GUARD}"
+)
+_RELEASE = f"UPDATE tasks SET state = 'pending', {_CLEAR_LEASE}, worker = NULL {_GUARD}"
+_FAIL_RETRY = (
+    "UPDATE tasks SET state = 'scheduled', run_at = ?, errors = ?, attempts = attempts + 1, "
+    f"started_at = coalesce(?, started_at), {_CLEAR_LEASE}, worker = NULL {_GUARD}"
+)
+_FAIL_DEAD = (
+    "UPDATE tasks SET state = 'failed', finished_at = ?, errors = ?, attempts = attempts + 1, "
+    f"started_at = coalesce(?, started_at), {_CLEAR_LEASE} {_GUARD}"
+)
+
+
+def op_settle(conn: Conn, changes: list, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+    accepted = [False] * len(outcomes)
+    deltas: Deltas = Counter()
+    slow = list(range(len(outcomes)))
+    # Fast path: completions whose queue and name the caller knows go in one
+    # executemany. If any token turns out stale the row counts disagree; then
+    # undo it and take the careful path, one statement per outcome.
+    fast = [i for i, o in enumerate(outcomes) if o.kind == "complete" and o.queue and o.name]
+    if fast:
+        conn.execute("SAVEPOINT settle_fast")
+        cursor = conn.executemany(
+            _COMPLETE,
+            [(o.result, now, o.started_at, o.task_id, o.token) for o in (outcomes[i] for i in fast)],
+        )
+        if cursor.rowcount == len(fast):
+            conn.execute("RELEASE settle_fast")
+            for i in fast:
+                o = outcomes[i]
+                accepted[i] = True
+                deltas[(o.queue, "processing")] -= 1
+                deltas[(o.queue, "completed")] += 1
+                changes.append(Change(o.task_id, o.queue, o.name, "completed", "settle"))
+            done = set(fast)
+            slow = [i for i in slow if i not in done]
+        else:
+            conn.execute("ROLLBACK TO settle_fast")
+            conn.execute("RELEASE settle_fast")
+    for i in slow:
+        o = outcomes[i]
+        row, state = _settle_one(conn, o, now)
+        if row is not None:
+            accepted[i] = True
+            deltas[(row[0], "processing")] -= 1
+            deltas[(row[0], state)] += 1
+            changes.append(Change(o.task_id, row[0], row[1], state, "settle"))
+    _bump(conn, deltas)
+    return accepted
+
+
+def _settle_one(conn: Conn, o: Outcome, now: float) -> tuple[Any, str]:
+    returning = " RETURNING queue, name"
+    if o.kind == "complete":
+        row = conn.execute(_COMPLETE + returning, (o.result, now, o.started_at, o.task_id, o.token))
+        return row.fetchone(), "completed"
+    if o.kind == "release":
+        return conn.execute(_RELEASE + returning, (o.task_id, o.token)).fetchone(), "pending"
+    errors = _append_error(conn, o.task_id, o.error or {})
+    if o.retry_at is not None:
+        row = conn.execute(
+            _FAIL_RETRY + returning, (o.retry_at, errors, o.started_at, o.task_id, o.token)
+        )
+        return row.fetchone(), "scheduled"
+    row = conn.execute(_FAIL_DEAD + returning, (now, errors, o.started_at, o.task_id, o.token))
+    return row.fetchone(), "failed"
+
+
+def _append_error(conn: Conn, task_id: str, error: dict) -> bytes:
+    row = conn.execute("SELECT errors FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    history = orjson.loads(row[0]) if row and row[0] else []
+    history.append(error)
+    return orjson.dumps(history[-ERROR_HISTORY:])
+
+
+# -- background roles ---------------------------------------------------------
+
+
+def op_reclaim(conn: Conn, changes: list, where: str, params: tuple, now: float, limit: int) -> list[Task]:
+    rows = conn.execute(
+        f"{_SELECT} WHERE state = 'processing' AND {where} ORDER BY lease_expires_at LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    out = []
+    deltas: Deltas = Counter()
+    for row in rows:
+        t = task_from_row(row)
+        attempts = t.attempts + 1
+        error = make_error(
+            "lost", f"the lease of worker {t.worker} expired before the task was settled", attempts, now
+        )
+        history = [*t.errors, error][-ERROR_HISTORY:]
+        state, finished = ("failed", now) if attempts >= t.max_attempts else ("pending", None)
+        conn.execute(
+            "UPDATE tasks SET state = ?, attempts = ?, errors = ?, finished_at = ?, "
+            f"{_CLEAR_LEASE}, worker = NULL WHERE id = ?",
+            (state, attempts, orjson.dumps(history), finished, t.id),
+        )
+        deltas[(t.queue, "processing")] -= 1
+        deltas[(t.queue, state)] += 1
+        changes.append(Change(t.id, t.queue, t.name, state, "reclaim"))
+        t.state, t.attempts, t.finished_at, t.errors = state, attempts, finished, history
+        t.lease_token = t.lease_expires_at = t.worker = None
+        out.append(t)
+    _bump(conn, deltas)
+    return out
+
+
+def op_promote(conn: Conn, changes: list, now: float, limit: int) -> int:
+    rows = conn.execute(
+        "UPDATE tasks SET state = 'pending' WHERE seq IN (SELECT seq FROM tasks "
+        "WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?) "
+        "RETURNING id, queue, name",
+        (now, limit),
+    ).fetchall()
+    deltas: Deltas = Counter()
+    for tid, queue, name in rows:
+        deltas[(queue, "scheduled")] -= 1
+        deltas[(queue, "pending")] += 1
+        changes.append(Change(tid, queue, name, "pending", "promote"))
+    _bump(conn, deltas)
+    return len(rows)
+
+
+def op_next_run_at(conn: Conn, changes: list) -> float | None:
+    return conn.execute("SELECT min(run_at) FROM tasks WHERE state = 'scheduled'").fetchone()[0]
+
+
+def op_expire(conn: Conn, changes: list, state: str, before: float, limit: int) -> int:
+    rows = conn.execute(
+        "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE state = ? "
+        "AND finished_at < ? ORDER BY finished_at LIMIT ?) RETURNING id, queue, name",
+        (state, before, limit),
+    ).fetchall()
+    deltas: Deltas = Counter()
+    for tid, queue, name in rows:
+        deltas[(queue, state)] -= 1
+        changes.append(Change(tid, queue, name, DELETED, "expire"))
+    _bump(conn, deltas)
+    return len(rows)
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def op_get(conn: Conn, changes: list, task_id: str) -> Task | None:
+    return _task_or_none(conn.execute(f"{_SELECT} WHERE id = ?", (task_id,)).fetchone())
+
+
+def op_list(
+    conn: Conn, changes: list, state: str | None, queue: str | None, name: str | None,
+    limit: int, before: int | None,
+) -> Page:
+    # Each walk below reads at most limit+1 rows of one index in seq order;
+    # merging several walks keeps the cost proportional to the page.
+    if name is not None:
+        walks = [(state, queue)]  # (name, seq) index, filtered
+    elif queue is not None:
+        walks = [(state, queue)] if state is not None else [(s, queue) for s in STATES]
+    elif state is not None:
+        held = conn.execute(
+            "SELECT queue FROM queue_counts WHERE state = ? AND n > 0", (state,)
+        ).fetchall()
+        walks = [(state, q) for (q,) in held]
+    else:
+        walks = [(None, None)]
+    rows: list = []
+    for st, q in walks:
+        where, params = [], []
+        for column, value in (("name", name), ("queue", q), ("state", st)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("seq < ?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows.extend(conn.execute(
+            f"SELECT seq, {TASK_COLUMNS} FROM tasks {clause} ORDER BY seq DESC LIMIT ?",
+            (*params, limit + 1),
+        ).fetchall())
+    rows.sort(key=lambda r: r[0], reverse=True)
+    page = rows[:limit]
+    next_cursor = str(page[-1][0]) if len(rows) > limit else None
+    return Page([task_from_row(r[1:]) for r in page], next_cursor)
+
+
+# -- changing one task --------------------------------------------------------
+
+
+def op_cancel(conn: Conn, changes: list, task_id: str, now: float) -> Task:
+    task = _load(conn, task_id)
+    if task.state not in ("pending", "scheduled", "processing"):
+        raise Conflict(
+            f"task {task_id} is {task.state}; only pending, scheduled or processing tasks can be cancelled"
+        )
+    row = conn.execute(
+        f"UPDATE tasks SET state = 'cancelled', finished_at = ?, {_CLEAR_LEASE} "
+        f"WHERE id = ? RETURNING {TASK_COLUMNS}",
+        (now, task_id),
+    ).fetchone()
+    _move(conn, task.queue, task.state, "cancelled")
+    changes.append(Change(task.id, task.queue, task.name, "cancelled", "cancel"))
+    return task_from_row(row)
+
+
+_REVIVE = (
+    "state = 'pending', max_attempts = attempts + attempt_budget, finished_at = NULL, "
+    f"run_at = NULL, result = NULL, worker = NULL, {_CLEAR_LEASE}"
+)
+
+
+def op_retry(conn: Conn, changes: list, task_id: str, now: float) -> Task:
+    task = _load(conn, task_id)
+    if task.state not in ("failed", "cancelled"):
+        raise Conflict(f"task {task_id} is {task.state}; only failed or cancelled tasks can be retried")
+    row = conn.execute(
+        f"UPDATE tasks SET {_REVIVE} WHERE id = ? RETURNING {TASK_COLUMNS}", (task_id,)
+    ).fetchone()
+    _move(conn, task.queue, task.state, "pending")
+    changes.append(Change(task.id, task.queue, task.name, "pending", "retry"))
+    return task_from_row(row)
+
+
+def op_delete(conn: Conn, changes: list, task_id: str) -> None:
+    task = _load(conn, task_id)
+    if task.state == "processing":
+        raise Conflict(f"task {task_id} is processing; cancel it first or wait until it ends")
+    conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+    _bump(conn, Counter({(task.queue, task.state): -1}))
+    changes.append(Change(task.id, task.queue, task.name, DELETED, "delete"))
+
+
+# -- queues -------------------------------------------------------------------
+
+
+def op_declare(conn: Conn, changes: list, names: list[str]) -> None:
+    conn.executemany("INSERT OR IGNORE INTO queues(name) VALUES (?)", [(n,) for n in names])
+
+
+def op_queues(conn: Conn, changes: list, only: str | None) -> list[QueueInfo]:
+    if only is None:
+        declared = conn.execute("SELECT name, paused FROM queues").fetchall()
+        counted = conn.execute("SELECT queue, state, n FROM queue_counts").fetchall()
+    else:
+        declared = conn.execute("SELECT name, paused FROM queues WHERE name = ?", (only,)).fetchall()
+        counted = conn.execute(
+            "SELECT queue, state, n FROM queue_counts WHERE queue = ?", (only,)
+        ).fetchall()
+    infos: dict[str, QueueInfo] = {}
+    for name, paused in declared:
+        infos[name] = QueueInfo(name=name, paused=bool(paused), counts=zero_counts())
+    for queue, state, n in counted:
+        info = infos.get(queue)
+        if info is None:
+            info = infos[queue] = QueueInfo(name=queue, paused=False, counts=zero_counts())
+        info.counts[state] = n
+    return [infos[k] for k in sorted(infos)]
+
+
+def op_paused(conn: Conn, changes: list) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM queues WHERE paused")}
+
+
+def op_set_paused(conn: Conn, changes: list, name: str, paused: bool) -> None:
+    conn.execute(
+        "INSERT INTO queues(name, paused) VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET paused = excluded.paused",
+        (name, int(paused)),
+    )
+    changes.append(QueueChange(name, "paused" if paused else "resumed"))
+
+
+def op_purge(conn: Conn, changes: list, queue: str, state: str, limit: int) -> int:
+    rows = conn.execute(
+        "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE queue = ? AND state = ? "
+        "LIMIT ?) RETURNING id, name",
+        (queue, state, limit),
+    ).fetchall()
+    if rows:
+        _bump(conn, Counter({(queue, state): -len(rows)}))
+        changes.extend([Change(r[0], queue, r[1], DELETED, "purge") for r in rows])
+        changes.append(QueueChange(queue, "purged"))
+    return len(rows)
+
+
+def op_redrive(conn: Conn, changes: list, queue: str, now: float, limit: int) -> int:
+    rows = conn.execute(
+        f"UPDATE tasks SET {_REVIVE} WHERE seq IN (SELECT seq FROM tasks "
+        "WHERE queue = ? AND state = 'failed' LIMIT ?) RETURNING id, name",
+        (queue, limit),
+    ).fetchall()
+    _move(conn, queue, "failed", "pending", len(rows))
+    changes.extend([Change(r[0], queue, r[1], "pending", "redrive") for r in rows])
+    return len(rows)
+
+
+# -- processes ----------------------------------------------------------------
+
+
+def op_register(conn: Conn, changes: list, worker_id: str, info: bytes, expires_at: float) -> None:
+    conn.execute(
+        "INSERT INTO workers(id, info, expires_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at",
+        (worker_id, info, expires_at),
+    )
+
+
+def op_unregister(conn: Conn, changes: list, worker_id: str) -> None:
+    conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+
+def op_workers(conn: Conn, changes: list, now: float) -> list[bytes]:
+    return [r[0] for r in conn.execute(
+        "SELECT info FROM workers WHERE expires_at > ? ORDER BY id", (now,)
+    )]

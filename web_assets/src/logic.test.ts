@@ -1,0 +1,111 @@
+// Unit tests of the app's pure logic (run by `npm test`; the pages are
+// tested end to end in Chromium by tests/dashboard/).
+import { describe, expect, it } from "vitest";
+import { errorMessage, query } from "./api";
+import { socketProtocols } from "./auth";
+import { ago, clip, duration, pretty, progressOf } from "./format";
+import { backoff } from "./live";
+import { href, parseHash } from "./router";
+import { toColumns } from "./stats";
+
+describe("routes", () => {
+  it("parses every page", () => {
+    expect(parseHash("")).toEqual({ page: "overview" });
+    expect(parseHash("#/")).toEqual({ page: "overview" });
+    expect(parseHash("#/queues/mail")).toEqual({ page: "queue", name: "mail" });
+    expect(parseHash("#/tasks/00ABC")).toEqual({ page: "task", id: "00ABC" });
+    expect(parseHash("#/workers")).toEqual({ page: "workers" });
+    expect(parseHash("#/schedules")).toEqual({ page: "schedules" });
+    const tasks = parseHash("#/tasks?state=failed&queue=a%20b");
+    expect(tasks.page).toBe("tasks");
+    if (tasks.page === "tasks") expect(tasks.params.get("queue")).toBe("a b");
+    expect(parseHash("#/dead?queue=x").page).toBe("dead");
+    expect(parseHash("#/nope/1/2")).toEqual({ page: "notfound", path: "/nope/1/2" });
+    expect(parseHash("#/queues/%E0%A4%A")).toEqual({ page: "notfound", path: "/queues/%E0%A4%A" });
+  });
+
+  it("round-trips any name through a link", () => {
+    const name = `<script>"a/b?c#d`;
+    expect(parseHash(href.queue(name))).toEqual({ page: "queue", name });
+    expect(parseHash(href.task(name))).toEqual({ page: "task", id: name });
+    const r = parseHash(href.tasks({ queue: name, state: "pending", name: undefined }));
+    if (r.page !== "tasks") throw new Error("not the tasks page");
+    expect(r.params.get("queue")).toBe(name);
+    expect(r.params.has("name")).toBe(false);
+  });
+});
+
+describe("API helpers", () => {
+  it("takes the API's error message", () => {
+    expect(errorMessage(409, { error: { code: "conflict", message: "task is processing" } }, "Conflict")).toEqual({
+      code: "conflict",
+      message: "task is processing",
+    });
+    expect(errorMessage(502, undefined, "Bad Gateway")).toEqual({ code: "http_error", message: "HTTP 502 Bad Gateway" });
+  });
+
+  it("builds query strings from set values only", () => {
+    expect(query({ state: "failed", queue: undefined, name: "", limit: 50 })).toBe("?state=failed&limit=50");
+    expect(query({ q: "a&b=c" })).toBe("?q=a%26b%3Dc");
+    expect(query({})).toBe("");
+  });
+
+  it("offers the token as a WebSocket sub-protocol only when it can carry it", () => {
+    expect(socketProtocols(null)).toEqual([]);
+    expect(socketProtocols("abc-DEF_123.x~")).toEqual(["tqd", "bearer.abc-DEF_123.x~"]);
+    expect(socketProtocols("has space")).toEqual([]);
+    expect(socketProtocols("a/b=")).toEqual([]);
+  });
+});
+
+describe("formatting", () => {
+  it("says durations and ages briefly", () => {
+    expect(duration(250)).toBe("250 ms");
+    expect(duration(42_000)).toBe("42 s");
+    expect(duration(5 * 60_000)).toBe("5 min");
+    expect(duration(3 * 3_600_000)).toBe("3 h");
+    expect(duration(2 * 86_400_000)).toBe("2 d");
+    const now = Date.parse("2026-01-01T00:01:00Z");
+    expect(ago("2026-01-01T00:00:00Z", now)).toBe("1 min ago");
+    expect(ago("2026-01-01T00:02:00Z", now)).toBe("in 1 min");
+    expect(ago(null, now)).toBe("—");
+  });
+
+  it("pretty-prints JSON and clips long text", () => {
+    expect(pretty({ a: [1] })).toBe('{\n  "a": [\n    1\n  ]\n}');
+    expect(pretty(undefined)).toBe("null");
+    expect(clip("abcdef", 4)).toBe("abc…");
+    expect(clip("abc", 4)).toBe("abc");
+  });
+
+  it("reads progress in the shapes the API may send", () => {
+    expect(progressOf(undefined)).toBeNull();
+    expect(progressOf(0.5)).toEqual({ fraction: 0.5, message: "" });
+    expect(progressOf({ fraction: 0.25, message: "step 1" })).toEqual({ fraction: 0.25, message: "step 1" });
+    expect(progressOf({ message: "warming up" })).toEqual({ fraction: null, message: "warming up" });
+  });
+});
+
+describe("live stream", () => {
+  it("backs off exponentially to 15 s, with jitter", () => {
+    const mid = () => 0.5;
+    expect([0, 1, 2, 3, 4, 5, 10].map((n) => backoff(n, mid))).toEqual([500, 1000, 2000, 4000, 8000, 15000, 15000]);
+    expect(backoff(0, () => 0)).toBe(375);
+    expect(backoff(0, () => 1)).toBe(625);
+  });
+});
+
+describe("stats", () => {
+  it("turns buckets into per-second rates and keeps latency gaps", () => {
+    const cols = toColumns({
+      range: "24h",
+      step: 60,
+      series: [
+        { t: 60, enqueued: 120, completed: 60, failed: 0, latency_p50_ms: 1.5, latency_p99_ms: null },
+        { t: 120, enqueued: 0, completed: 6, failed: 3, latency_p50_ms: null, latency_p99_ms: 9 },
+      ],
+    });
+    expect(cols.rates).toEqual([[60, 120], [2, 0], [1, 0.1], [0, 0.05]]);
+    expect(cols.latency).toEqual([[60, 120], [1.5, null], [null, 9]]);
+  });
+});
