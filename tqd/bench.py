@@ -10,7 +10,10 @@ Phases, each against its own fresh queue:
 It prints one JSON line. Without ``--url`` it starts a daemon in its own
 process on ``--storage`` (default: SQLite in a temporary directory) and stops
 it afterwards. ``--lease-scaling`` instead measures the time to lease and
-settle one task with 10,000 and with 1,000,000 tasks stored.
+settle one task with 10,000 and with 1,000,000 tasks stored. ``--ws-clients
+N`` keeps N /v1/events WebSocket clients (in another process) reading
+throughout, to measure what live dashboards cost; ``daemon_cpu_s`` is the
+CPU the daemon used, steadier than the rates on a busy machine.
 
 The HTTP client here is deliberately minimal (HTTP/1.1 keep-alive on raw
 asyncio streams): a general-purpose client costs more CPU per request than
@@ -46,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip", default="", help="comma-separated phases to skip: enqueue,process,latency")
     p.add_argument("--ws-clients", type=int, default=0,
                    help="keep this many /v1/events WebSocket clients (another process) reading throughout")
+    p.add_argument("--ws-clients-process", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     p.add_argument("--lease-scaling", action="store_true",
                    help="measure lease+settle of one task at 10k and 1M stored tasks (in-process)")
 
@@ -273,7 +277,10 @@ def _start_daemon(storage: str, config: str | None) -> tuple[subprocess.Popen, s
 
 
 def _start_ws_clients(url: str, n: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tqd.bench_ws", url, str(n)],
+    from tqd.buildinfo import self_command
+
+    # its own process, as browsers would be (and the same in the frozen executable)
+    proc = subprocess.Popen([*self_command(), "bench", "--ws-clients-process", url, str(n)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
@@ -290,6 +297,11 @@ def _stop_ws_clients(proc: subprocess.Popen) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tqd bench``."""
+    if args.ws_clients_process:
+        from tqd.bench_ws import run_clients
+
+        url, n = args.ws_clients_process
+        return run_clients(url, int(n))
     if args.lease_scaling:
         from tqd.bench_lease import measure_lease_scaling
 

@@ -1,7 +1,7 @@
 """WebSocket load for ``tqd bench --ws-clients N``: N clients on /v1/events.
 
-Run as its own process (``python -m tqd.bench_ws URL N``), as browsers would
-be: it connects N clients subscribed to every queue, prints ``ready`` once
+Run as its own process (``tqd bench --ws-clients-process URL N``, which
+``tqd bench --ws-clients N`` starts), as browsers would be: it connects N clients subscribed to every queue, prints ``ready`` once
 all are connected, reads every message as fast as it can, and on SIGTERM
 prints one JSON line with what they received.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 
 import aiohttp
 
@@ -52,10 +51,12 @@ async def main(url: str, n: int) -> None:
                       "ws_lagged": counts["lagged"], "ws_dropped": counts["dropped"]}), flush=True)
 
 
-if __name__ == "__main__":
+def run_clients(url: str, n: int) -> int:
+    """Run N clients until SIGTERM (``tqd bench --ws-clients`` starts this)."""
     try:
         import uvloop
 
-        uvloop.run(main(sys.argv[1], int(sys.argv[2])))
+        uvloop.run(main(url, n))
     except ImportError:  # pragma: no cover
-        asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+        asyncio.run(main(url, n))
+    return 0
