@@ -124,7 +124,7 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     """An integer query parameter within [low, high]; BadRequest names it."""
     raw = request.query.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return default
     try:
         value = int(raw)
@@ -138,7 +138,7 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
 def query_float(request: web.Request, name: str, low: float, high: float) -> float | None:
     """A number query parameter within [low, high], or None when absent."""
     raw = request.query.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return None
     try:
         value = float(raw)

@@ -19,7 +19,7 @@ ASSETS = Path(__file__).parent / "docs_assets"
 #: What /docs/{file} serves: our initializer and Swagger UI's files.
 FILES: dict[str, Path] = {
     "docs.js": ASSETS / "docs.js",
-    **{p.name: p for p in (ASSETS / "swagger-ui").iterdir()
+    **{p.name: p for p in sorted((ASSETS / "swagger-ui").glob("*"))
        if p.suffix in (".js", ".css", ".png")},
 }
 _CACHE = web.AppKey("openapi_cache", dict)

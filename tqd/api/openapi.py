@@ -40,9 +40,15 @@ _ERRORS = {
 }
 
 
-def _name_param(where: str, name: str, text: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": where, "required": required or where == "path",
-            "description": text, "schema": {"type": "string", "pattern": NAME_PATTERN}}
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: an empty value is as if the parameter were absent."""
+    return {"anyOf": [schema, {"const": "", "description": "empty: as if absent"}]}
+
+
+def _name_param(where: str, name: str, text: str) -> dict[str, Any]:
+    schema = {"type": "string", "pattern": NAME_PATTERN}
+    return {"name": name, "in": where, "required": where == "path", "description": text,
+            "schema": schema if where == "path" else _or_empty(schema)}
 
 
 @dataclass(frozen=True)
@@ -86,13 +92,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/tasks"): Op(
         "List tasks, newest first", "tasks", {200: "TaskList"}, (400, 503),
         params=(
-            {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
+            {"name": "state", "in": "query", "schema": _or_empty({"enum": list(STATES)})},
             _name_param("query", "queue", "Only tasks of this queue."),
             _name_param("query", "name", "Only tasks of this name."),
             {"name": "limit", "in": "query",
-             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}},
+             "schema": _or_empty({"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                  "default": 50})},
             {"name": "cursor", "in": "query", "description": "`next_cursor` of the previous page.",
-             "schema": {"type": "string", "minLength": 1}},
+             "schema": _or_empty({"type": "string", "minLength": 1})},
         ),
     ),
     ("GET", "/v1/tasks/{id}"): Op(
@@ -100,7 +107,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         (400, 404, 503), params=(TASK_ID, {
             "name": "wait", "in": "query",
             "description": "Seconds to wait for the task to finish (at most `api.max_wait`).",
-            "schema": {"type": "number", "minimum": 0}}),
+            "schema": _or_empty({"type": "number", "minimum": 0})}),
     ),
     ("DELETE", "/v1/tasks/{id}"): Op(
         "Delete a task that is not processing", "tasks", {204: None}, (404, 409, 503),
@@ -139,7 +146,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/stats"): Op(
         "Time series for charts", "observability", {200: "Stats"}, (400, 503),
         params=(
-            {"name": "range", "in": "query", "schema": {"enum": ["10m", "24h"], "default": "10m"},
+            {"name": "range", "in": "query",
+             "schema": _or_empty({"enum": ["10m", "24h"], "default": "10m"}),
              "description": "10m: 600 per-second points; 24h: 1440 per-minute points."},
             _name_param("query", "queue", "Only this queue (default: every queue)."),
         ),
@@ -148,9 +156,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Live events (WebSocket)", "observability", {}, (400, 503),
         params=({"name": "queues", "in": "query",
                  "description": "Comma-separated queue names to follow (default: every queue).",
-                 "schema": {"type": "string",
-                            "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-                                       r"(,[A-Za-z0-9][A-Za-z0-9._-]{0,127})*$"}},),
+                 "schema": _or_empty({"type": "string",
+                                      "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+                                                 r"(,[A-Za-z0-9][A-Za-z0-9._-]{0,127})*$"})},),
         raw={101: ("", {})},
         extra={"x-websocket-messages": {
             "server": [REF.format(name=c.__name__) for c in contract.EVENTS[:-1]],
@@ -201,7 +209,7 @@ def _components(config: Config) -> dict[str, Any]:
     name = schemas["EnqueueBody"]["properties"]["name"]
     name["enum"] = Catalog(config).names()
     name["description"] = "A task name configured in this tqd (others answer 422)."
-    schemas["BatchBody"]["properties"]["tasks"]["maxItems"] = config.api.max_batch
+    schemas["BatchBody"]["properties"]["tasks"].update(minItems=1, maxItems=config.api.max_batch)
     schemas["EnqueueBody"]["not"] = {
         "required": ["delay", "run_at"],
         "properties": {"delay": {"type": "number"}, "run_at": {"type": "string"}},
@@ -227,7 +235,7 @@ def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> 
         out["parameters"] = params = copy.deepcopy(list(op.params))
         for p in params:
             if p["name"] == "wait":
-                p["schema"]["maximum"] = config.api.max_wait
+                p["schema"]["anyOf"][0]["maximum"] = config.api.max_wait
             elif p["name"] == "file":
                 from tqd.api.docs import FILES
 

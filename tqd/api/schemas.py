@@ -57,7 +57,7 @@ class EnqueueBody(_Body):
 class BatchBody(_Body):
     """``POST /v1/tasks/batch``: several tasks, stored all or none."""
 
-    tasks: Annotated[list[EnqueueBody], msgspec.Meta(min_length=1)]
+    tasks: list[EnqueueBody]
 
 
 class PurgeBody(_Body):

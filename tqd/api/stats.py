@@ -24,10 +24,11 @@ RANGES: dict[str, tuple[int, int]] = {"10m": (1, 600), "24h": (60, 1440)}
 async def get_stats(request: web.Request) -> web.Response:
     """GET /v1/stats?range=10m|24h[&queue=Q]."""
     svc = services(request)
-    rng = request.query.get("range", "10m")
+    # An empty value is as if absent, as everywhere in the API.
+    rng = request.query.get("range") or "10m"
     if rng not in RANGES:
         raise BadRequest(f"range: must be one of {', '.join(RANGES)}")
-    queue = request.query.get("queue")
+    queue = request.query.get("queue") or None
     if queue is not None and not valid_name(queue):
         raise BadRequest(
             "queue: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"

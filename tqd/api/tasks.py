@@ -136,16 +136,16 @@ async def list_tasks(request: web.Request) -> web.Response:
     """GET /v1/tasks?state=&queue=&name=&limit=&cursor= → newest first."""
     svc = services(request)
     q = request.query
-    for field in ("queue", "name"):
+    for field in ("queue", "name"):  # (an empty value means no filter)
         value = q.get(field)
-        if value is not None and not valid_name(value):
+        if value and not valid_name(value):
             raise BadRequest(f"{field}: not a valid {field} name")
     page = await svc.storage.list(
-        state=q.get("state"),
-        queue=q.get("queue"),
-        name=q.get("name"),
+        state=q.get("state") or None,
+        queue=q.get("queue") or None,
+        name=q.get("name") or None,
         limit=query_int(request, "limit", 50, 1, MAX_PAGE),
-        cursor=q.get("cursor"),
+        cursor=q.get("cursor") or None,
     )
     return json_response({"tasks": [task_json(t) for t in page.tasks], "next_cursor": page.next_cursor})
 
