@@ -93,16 +93,29 @@ async def test_a_subscription_narrows_and_can_change(tqd, connect):
     queues = await stream.until(lambda m: m["type"] == "queues")
     assert {q["name"] for q in queues["queues"]} == {"a"}  # c does not exist yet
 
-    await stream.ws.send_str('{"subscribe": ["b"]}')
-    assert await stream.until(lambda m: m["type"] == "hello") == {"type": "hello", "queues": ["b"]}
+    await stream.ws.send_str('{"subscribe": ["b"]}')  # not answered: it just takes effect
+    [first_b] = await enqueue(tqd.url, "b")
+    await stream.until(lambda m: m.get("id") == first_b and m["state"] == "completed")
     stream.messages.clear()
     await enqueue(tqd.url, "a")
     [b_id] = await enqueue(tqd.url, "b")
     await stream.until(lambda m: m.get("id") == b_id and m["state"] == "completed")
     assert {q for q, _ in stream.tasks()} == {"b"}
 
-    await stream.ws.send_str('{"subscribe": null}')
-    assert (await stream.until(lambda m: m["type"] == "hello"))["queues"] is None
+    await stream.ws.send_str('{"subscribe": []}')  # no task messages at all
+    await stream.ws.send_str('{"subscribe": null}')  # every queue again
+    [c_id] = await enqueue(tqd.url, "c")
+    await stream.until(lambda m: m.get("id") == c_id and m["state"] == "completed")
+    assert not any(m["type"] == "hello" for m in stream.messages)  # hello comes only first
+
+
+async def test_the_tqd_sub_protocol_is_chosen_when_offered(tqd):
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(f"{tqd.url}/v1/events", protocols=("tqd", "bearer.x")) as ws:
+            assert ws.protocol == "tqd"
+            assert orjson.loads((await ws.receive(timeout=5)).data)["type"] == "hello"
+        async with s.ws_connect(f"{tqd.url}/v1/events") as ws:  # none offered: none chosen
+            assert ws.protocol is None
 
 
 @pytest.mark.parametrize("message, says", [

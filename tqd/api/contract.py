@@ -173,7 +173,7 @@ class Ready(_Out):
 
 
 class EventHello(_Out):
-    """First message, and the answer to each subscribe: the queues followed (null: all)."""
+    """The first message: the queues followed (null: all)."""
 
     type: Literal["hello"]
     queues: list[Name] | None
@@ -212,7 +212,7 @@ class EventError(_Out):
 
 
 class EventSubscribe(_Out):
-    """Client to server: follow these queues, or every queue with null."""
+    """Client to server: follow these queues ([]: none), or every queue with null."""
 
     subscribe: list[Name] | None
 

@@ -2,8 +2,7 @@
 
 Server → client text frames, one JSON object each:
 
-* ``{"type": "hello", "queues": [..] | null}`` first, and again after each
-  change of subscription (null: every queue);
+* ``{"type": "hello", "queues": [..] | null}`` first (null: every queue);
 * ``{"type": "task", "id", "queue", "name", "state", "at"}`` per task state
   change made by any process sharing the store (state "deleted" when gone);
 * ``{"type": "queues", "queues": [...]}`` (as ``GET /v1/queues``, only the
@@ -13,7 +12,10 @@ Server → client text frames, one JSON object each:
 * ``{"type": "error", "error": {"code", "message"}}`` for a message from the
   client that is not understood.
 
-Client → server: ``{"subscribe": ["a", "b"]}`` or ``{"subscribe": null}``.
+Client → server: ``{"subscribe": ["a", "b"]}``, ``{"subscribe": []}`` (no task
+messages) or ``{"subscribe": null}`` (every queue); it takes effect at once
+and is not answered. The server speaks the sub-protocol ``tqd`` when the
+client offers it (a browser that offers sub-protocols needs one chosen).
 
 Cost and bounds. Changes go into one ring of the last RING changes, shared by
 every client; a change costs the same whatever the number of clients, and
@@ -51,6 +53,8 @@ log = logging.getLogger("tqd.api.events")
 
 #: Changes kept for the clients to read (shared by all of them).
 RING = 4096
+#: The WebSocket sub-protocol chosen when the client offers it.
+PROTOCOL = "tqd"
 #: Close code for a client that did not read its messages.
 CLOSE_TOO_SLOW = 4008
 #: Most queues one subscription may name.
@@ -177,7 +181,6 @@ class EventHub:
         client.cursor = self._head
         client.sent_queues = None
         client.queues_version = -1
-        client.hello_due = True
 
     def _has_work(self, client: Client) -> bool:
         return (
@@ -341,7 +344,8 @@ class EventHub:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/events: upgrade to a WebSocket and stream (module docstring)."""
         ws = web.WebSocketResponse(
-            compress=False, heartbeat=30.0, max_msg_size=64 * 1024, timeout=5.0
+            protocols=(PROTOCOL,), compress=False, heartbeat=30.0, max_msg_size=64 * 1024,
+            timeout=5.0,
         )
         if not ws.can_prepare(request).ok:
             raise BadRequest("this endpoint is a WebSocket: send a GET with Upgrade: websocket")
