@@ -191,7 +191,7 @@ class EventTask(_Out):
 
 
 class EventQueues(_Out):
-    """Counts of the followed queues, at most once a second, when they changed."""
+    """Every queue's counts (as GET /v1/queues), at most once a second, when they changed."""
 
     type: Literal["queues"]
     queues: list[QueueOut]

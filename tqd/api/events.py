@@ -5,8 +5,8 @@ Server → client text frames, one JSON object each:
 * ``{"type": "hello", "queues": [..] | null}`` first (null: every queue);
 * ``{"type": "task", "id", "queue", "name", "state", "at"}`` per task state
   change made by any process sharing the store (state "deleted" when gone);
-* ``{"type": "queues", "queues": [...]}`` (as ``GET /v1/queues``, only the
-  subscribed queues) at most once per second, when the counts changed;
+* ``{"type": "queues", "queues": [...]}`` (every queue, as ``GET /v1/queues``,
+  whatever the subscription) at most once per second, when the counts changed;
 * ``{"type": "lagged", "dropped": n}`` when task messages were dropped
   because the client did not keep up (it should fetch the state again);
 * ``{"type": "error", "error": {"code", "message"}}`` for a message from the
@@ -179,8 +179,6 @@ class EventHub:
             self._watched[q] = self._watched.get(q, 0) + 1
             client.seen[q] = self._per_queue.get(q, 0)
         client.cursor = self._head
-        client.sent_queues = None
-        client.queues_version = -1
 
     def _has_work(self, client: Client) -> bool:
         return (
@@ -218,17 +216,17 @@ class EventHub:
         return frames, total - len(frames)
 
     def _queues_frame(self, client: Client) -> bytes | None:
-        """The queue counts for this client, if they changed since it last got them."""
+        """The queue counts, if they changed since this client last got them.
+
+        Every queue, whatever the subscription (which is about task messages):
+        exactly what GET /v1/queues answers.
+        """
         client.queues_version = self._queues_version
         if self._queues is None:
             return None
-        if client.queues is None:
-            if self._all_queues_frame is None:
-                self._all_queues_frame = orjson.dumps({"type": "queues", "queues": self._queues})
-            frame = self._all_queues_frame
-        else:
-            qs = [q for q in self._queues if q["name"] in client.queues]
-            frame = orjson.dumps({"type": "queues", "queues": qs})
+        if self._all_queues_frame is None:
+            self._all_queues_frame = orjson.dumps({"type": "queues", "queues": self._queues})
+        frame = self._all_queues_frame
         if frame == client.sent_queues:
             return None
         client.sent_queues = frame
