@@ -16,6 +16,7 @@ import orjson
 from tqd.api import contract
 from tqd.api.openapi import OPERATIONS
 from tqd.api.render import queue_json, task_json, worker_json
+from tqd.config import TaskConfig
 from tqd.models import QueueInfo, Task, WorkerInfo, make_error, zero_counts
 
 
@@ -113,3 +114,21 @@ async def test_docs_are_served_from_tqd_alone(http):
     async with http.get("/docs/nothing.js") as resp:
         assert resp.status == 404
         assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_the_document_follows_a_reloaded_configuration(tqd, http):
+    async with http.get("/openapi.json") as resp:
+        before = await resp.json()
+    names = before["components"]["schemas"]["EnqueueBody"]["properties"]["name"]["enum"]
+    assert "tqd.echo" in names and "resize" not in names
+    config = tqd.services.config
+    # as a reload does: a new Config with new task names and limits
+    tqd.services.config = msgspec.structs.replace(
+        config, api=msgspec.structs.replace(config.api, max_batch=3),
+        tasks={**config.tasks, "resize": TaskConfig(handler="builtin:noop")},
+    )
+    async with http.get("/openapi.json") as resp:
+        after = await resp.json()
+    schemas = after["components"]["schemas"]
+    assert schemas["BatchBody"]["properties"]["tasks"]["maxItems"] == 3
+    assert "resize" in schemas["EnqueueBody"]["properties"]["name"]["enum"]

@@ -28,9 +28,11 @@ _CACHE = web.AppKey("openapi_cache", dict)
 async def openapi_json(request: web.Request) -> web.Response:
     """GET /openapi.json → the OpenAPI 3.1 document of this tqd."""
     cache = request.app[_CACHE]
-    if "body" not in cache:
-        # Built once: the routes and the configuration do not change while running.
-        cache["body"] = orjson.dumps(build_document(request.app, services(request).config))
+    config = services(request).config
+    if cache.get("config") is not config:
+        # Built once per configuration (a reload may change task names and limits).
+        cache["body"] = orjson.dumps(build_document(request.app, config))
+        cache["config"] = config
     return web.Response(body=cache["body"], content_type="application/json")
 
 
