@@ -25,3 +25,19 @@ async def test_each_bucket_is_a_small_hash_that_expires(opened, raw, redis_prefi
     assert sorted(await raw.keys(f"{redis_prefix}:stats:*")) == sorted(
         [second.encode(), minute.encode()]
     )
+
+
+async def test_a_busy_queue_costs_a_bounded_amount_of_memory(opened, raw, redis_prefix):
+    """A full day of a busy queue is at most 11 minutes of per-second hashes and
+    25 hours of per-minute ones; each is a few hundred bytes."""
+    s = await opened()
+    t = 1_800_000_000 - 1_800_000_000 % 60
+    lat = {i: 3 for i in range(40, 48)}  # a spread of eight latency buckets
+    await s.record_stats([StatsBucket(t=t + i, queue="q", enqueued=900, completed=899,
+                                      failed=1, latency=lat) for i in range(60)], t + 60)
+    second = await raw.memory_usage(f"{redis_prefix}:stats:1:q:{t}")
+    minute = await raw.memory_usage(f"{redis_prefix}:stats:60:q:{t}")
+    per_queue = second * (STATS_KEEP[1] + 1) + minute * (STATS_KEEP[60] // 60 + 1)
+    print(f"\nstats memory: {second} B per second bucket, {minute} B per minute bucket, "
+          f"{per_queue / 1e6:.2f} MB per busy queue (and as much for the total)")
+    assert second < 400 and minute < 400
