@@ -264,6 +264,9 @@ class EventHub:
                 await asyncio.sleep(interval)
         except (ConnectionError, RuntimeError):
             pass  # the connection went away; the handler cleans up
+        except Exception:
+            log.exception("events: a client's writer failed; closing it")
+            await client.ws.close(code=1011, message=b"internal error")
 
     async def _close_slow(self, client: Client) -> None:
         client.closing = True
@@ -292,7 +295,10 @@ class EventHub:
         loop = asyncio.get_running_loop()
         while True:
             if self.clients:
-                await self._read_queues()
+                try:
+                    await self._read_queues()
+                except Exception:
+                    log.exception("events: reading the queue counts failed")
                 now = loop.time()
                 for client in list(self.clients):
                     since = client.blocked_since
@@ -306,7 +312,7 @@ class EventHub:
     async def _read_queues(self) -> None:
         try:
             infos = await self._storage.queues()
-        except (StorageUnavailable, TqdError) as err:
+        except StorageUnavailable as err:
             log.debug("events: queue counts not read: %s", err)
             return
         queues = [queue_json(q) for q in infos]
@@ -370,6 +376,10 @@ class EventHub:
             client.closing = True
             self.clients.discard(client)
             self._subscribe(client, None)
+            if not self.clients:
+                # Counts are read only while someone listens: do not hand the
+                # next client counts that have gone stale meanwhile.
+                self._queues = self._all_queues_frame = None
             if client.writer is not None:
                 client.writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
