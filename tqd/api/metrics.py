@@ -20,6 +20,7 @@ and is what the tests parse the output with.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -51,24 +52,14 @@ _COUNTER_HELP = {
 class HttpMeter:
     """Requests by route template, method and status, and their durations.
 
-    One dict lookup per request: entries are keyed by the aiohttp route
-    object (one per route and method) and the status, and turned into
-    template and method labels only at scrape time.
+    The middleware below fills it with one dict lookup per request: entries
+    are keyed by the aiohttp route object (one per route and method) and the
+    status, and turned into template and method labels only at scrape time.
     """
 
     def __init__(self) -> None:
         #: (route object or (None, method), status) -> [count, duration histogram or None]
         self.entries: dict[tuple[Any, int], list[Any]] = {}
-
-    def observe(self, route: Any, method: str, status: int, seconds: float | None) -> None:
-        """Count one request to ``route`` (an aiohttp route, or None if none matched)."""
-        key = (route if route is not None else (None, method), status)
-        entry = self.entries.get(key)
-        if entry is None:
-            entry = self.entries[key] = [0, None if seconds is None else Histogram(HTTP_BOUNDS)]
-        entry[0] += 1
-        if entry[1] is not None and seconds is not None:
-            entry[1].observe(seconds)
 
     def totals(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], Histogram]]:
         """Counts by (route template, method, status) and durations by (template, method)."""
@@ -95,34 +86,41 @@ def http_metrics_middleware(meter: HttpMeter) -> Any:
 
     The route label is the route's template (``/v1/tasks/{id}``), never the
     raw path, and an unknown method is "other", so no request can grow the
-    label set.
+    label set. Written flat (about 1 µs a request): it runs on every enqueue.
     """
     clock = time.perf_counter
-    observe = meter.observe
+    entries = meter.entries
+    bounds = HTTP_BOUNDS
 
-    def record(request: web.Request, status: int, start: float) -> None:
-        route = request.match_info.route
-        if route.resource is None:
-            method = request.method if request.method in _METHODS else "other"
-            route = None
-        else:
-            method = ""
-        # A WebSocket's "duration" is its whole connection: not a request time.
-        observe(route, method, status, None if status == 101 else clock() - start)
+    def entry_for(key: tuple[Any, int], timed: bool) -> list[Any]:
+        entry = entries[key] = [0, Histogram(bounds) if timed else None]
+        return entry
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         start = clock()
+        status = 500
         try:
             response = await handler(request)
+            status = response.status
+            return response
         except web.HTTPException as exc:
-            record(request, exc.status, start)
+            status = exc.status
             raise
-        except BaseException:
-            record(request, 500, start)
-            raise
-        record(request, response.status, start)
-        return response
+        finally:
+            route = request.match_info.route
+            if route.resource is None:
+                method = request.method
+                key: tuple[Any, int] = ((None, method if method in _METHODS else "other"), status)
+            else:
+                key = (route, status)
+            entry = entries.get(key) or entry_for(key, status != 101)
+            entry[0] += 1
+            hist = entry[1]
+            if hist is not None:  # (not for a WebSocket: its time is the whole connection)
+                elapsed = clock() - start
+                hist.counts[bisect_left(bounds, elapsed)] += 1
+                hist.sum += elapsed
 
     return middleware
 
