@@ -12,6 +12,7 @@ within about ±9% of the true value (the geometric middle of its bucket).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 
 #: Upper bound of bucket 0, in milliseconds.
@@ -21,20 +22,17 @@ STEPS = 4
 #: The last bucket; it also holds everything beyond (about 11 days).
 MAX_BUCKET = 4 * 37
 
-_SCALE = STEPS / math.log(2.0)
-
-
-def bucket_of(ms: float) -> int:
-    """The bucket that holds ``ms`` milliseconds."""
-    if ms <= BASE_MS:
-        return 0
-    i = math.ceil(math.log(ms / BASE_MS) * _SCALE - 1e-9)
-    return i if i < MAX_BUCKET else MAX_BUCKET
-
-
 def upper_bound(i: int) -> float:
     """The largest value (ms) bucket ``i`` holds."""
     return BASE_MS * 2.0 ** (i / STEPS)
+
+
+_UPPER = [upper_bound(i) for i in range(MAX_BUCKET)]
+
+
+def bucket_of(ms: float) -> int:
+    """The bucket that holds ``ms`` milliseconds (a binary search of the bounds)."""
+    return bisect_left(_UPPER, ms)
 
 
 def representative(i: int) -> float:

@@ -66,30 +66,39 @@ class Meter:
         #: Leases of this process's running tasks that a supervisor took back.
         self.leases_lost = 0
         self._running: Mapping[str, Any] = {}
-        self._seconds: dict[tuple[int, str], StatsBucket] = {}
+        #: (second, queue) -> [enqueued, completed, failed, latency histogram]
+        self._seconds: dict[tuple[int, str], list[Any]] = {}
+        self._last: tuple[int, str, list[Any]] = (-1, "", [])
 
     def watch_running(self, running: Mapping[str, Any]) -> None:
         """The ids of the tasks this process runs (the pool's ``running``)."""
         self._running = running
 
-    # -- counting -----------------------------------------------------------
+    # -- counting (on every task: kept flat and cheap) ------------------------
 
-    def _bucket(self, t: int, queue: str) -> StatsBucket:
-        b = self._seconds.get((t, queue))
-        if b is None:
-            b = self._seconds[(t, queue)] = StatsBucket(t=t, queue=queue)
-        return b
+    def _second(self, t: int, queue: str) -> list[Any]:
+        """The statistics of ``queue`` for second ``t`` (the last one is cached)."""
+        last = self._last
+        if last[0] == t and last[1] == queue:
+            return last[2]
+        sec = self._seconds.get((t, queue))
+        if sec is None:
+            sec = self._seconds[(t, queue)] = [0, 0, 0, {}]
+        self._last = (t, queue, sec)
+        return sec
 
     def on_changes(self, changes: Sequence[Change | QueueChange]) -> None:
         """Storage listener: count the changes this process made."""
+        tasks = self.tasks
+        last_queue = last_name = None
+        counts: list[int] = []
+        sec: list[Any] | None = None
         second = -1
-        running = self._running
         for c in changes:
             if type(c) is not Change:
                 continue
-            op = c.op
+            task_id, queue, name, state, op = c
             if op == "settle":
-                state = c.state
                 if state == "completed":
                     kind = COMPLETED
                 elif state == "failed":
@@ -101,31 +110,34 @@ class Meter:
             elif op == "enqueue":
                 kind = ENQUEUED
             elif op == "reclaim" or not op:
-                if running and c.id in running and c.state in ("pending", "failed"):
+                running = self._running
+                if running and task_id in running and state in ("pending", "failed"):
                     self.leases_lost += 1
                 if not op:
                     continue  # another process's work: it counts it
                 kind = RECLAIMED
             else:
                 continue
-            key = (c.queue, c.name)
-            counts = self.tasks.get(key)
-            if counts is None:
-                counts = self.tasks[key] = [0, 0, 0, 0, 0]
+            # Changes come in runs of one queue and name: look them up once a run.
+            if queue != last_queue or name != last_name:
+                counts = tasks.get((queue, name))  # type: ignore[assignment]
+                if counts is None:
+                    counts = tasks[(queue, name)] = [0, 0, 0, 0, 0]
+                if queue != last_queue:
+                    sec = None
+                last_queue, last_name = queue, name
             counts[kind] += 1
-            if kind == RECLAIMED and c.state == "failed":
-                counts[FAILED] += 1
+            if kind == RECLAIMED:
+                if state != "failed":
+                    continue
+                counts[FAILED] += 1  # lost with its last attempt: failed for good
                 kind = FAILED
             if kind <= FAILED:
-                if second < 0:
-                    second = int(self._clock.now())
-                b = self._bucket(second, c.queue)
-                if kind == ENQUEUED:
-                    b.enqueued += 1
-                elif kind == COMPLETED:
-                    b.completed += 1
-                else:
-                    b.failed += 1
+                if sec is None:
+                    if second < 0:
+                        second = int(self._clock.now())
+                    sec = self._second(second, queue)
+                sec[kind] += 1
 
     def task_started(self, task: Task, now: float) -> None:
         """A worker of this process started ``task`` at ``now`` (latency)."""
@@ -135,23 +147,28 @@ class Meter:
                 return  # put back by hand or reclaimed: no enqueue time to measure from
             due = task.created_at
         seconds = now - due if now > due else 0.0
-        hist = self.latency.get(task.queue)
+        queue = task.queue
+        hist = self.latency.get(queue)
         if hist is None:
-            hist = self.latency[task.queue] = Histogram(LATENCY_BOUNDS)
-        hist.observe(seconds)
-        lat = self._bucket(int(now), task.queue).latency
+            hist = self.latency[queue] = Histogram(LATENCY_BOUNDS)
+        hist.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        hist.sum += seconds
+        lat = self._second(int(now), queue)[3]
         i = bucket_of(seconds * 1000.0)
         lat[i] = lat.get(i, 0) + 1
 
     def task_finished(self, task: Task, now: float) -> None:
         """A worker of this process finished running ``task`` at ``now`` (duration)."""
-        if task.started_at is None:
+        started = task.started_at
+        if started is None:
             return
         key = (task.queue, task.name)
         hist = self.duration.get(key)
         if hist is None:
             hist = self.duration[key] = Histogram(DURATION_BOUNDS)
-        hist.observe(max(0.0, now - task.started_at))
+        seconds = now - started if now > started else 0.0
+        hist.counts[bisect_left(DURATION_BOUNDS, seconds)] += 1
+        hist.sum += seconds
 
     # -- statistics for the store -------------------------------------------
 
@@ -161,16 +178,20 @@ class Meter:
         if not self._seconds:
             return []
         taken, self._seconds = self._seconds, {}
+        self._last = (-1, "", [])
+        out: list[StatsBucket] = []
         totals: dict[int, StatsBucket] = {}
-        for (t, _), b in taken.items():
+        for (t, queue), (e, c, f, lat) in taken.items():
+            out.append(StatsBucket(t=t, queue=queue, enqueued=e, completed=c, failed=f,
+                                   latency=lat))
             total = totals.get(t)
             if total is None:
                 total = totals[t] = StatsBucket(t=t, queue=ALL_QUEUES)
-            total.enqueued += b.enqueued
-            total.completed += b.completed
-            total.failed += b.failed
-            merge_into(total.latency, b.latency)
-        return [*taken.values(), *totals.values()]
+            total.enqueued += e
+            total.completed += c
+            total.failed += f
+            merge_into(total.latency, lat)
+        return [*out, *totals.values()]
 
     def give_back(self, buckets: Sequence[StatsBucket]) -> None:
         """Statistics the store did not take: keep them for the next try
@@ -178,11 +199,12 @@ class Meter:
         for b in buckets:
             if b.queue == ALL_QUEUES:
                 continue  # take_stats sums them again
-            mine = self._bucket(b.t, b.queue)
-            mine.enqueued += b.enqueued
-            mine.completed += b.completed
-            mine.failed += b.failed
-            merge_into(mine.latency, b.latency)
+            sec = self._second(b.t, b.queue)
+            sec[0] += b.enqueued
+            sec[1] += b.completed
+            sec[2] += b.failed
+            merge_into(sec[3], b.latency)
         if len(self._seconds) > MAX_PENDING_STATS:
             for key in sorted(self._seconds)[: len(self._seconds) - MAX_PENDING_STATS]:
                 del self._seconds[key]
+            self._last = (-1, "", [])
