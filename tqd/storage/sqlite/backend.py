@@ -156,6 +156,8 @@ class SqliteStorage(Storage):
                 before = int(cursor)
             except ValueError:
                 raise BadRequest("cursor: not a cursor returned by this API") from None
+            if not 0 < before < 2**63:  # SQLite integers are 64-bit; larger ones raise
+                raise BadRequest("cursor: not a cursor returned by this API")
         return await self._read(ops.op_list, state, queue, name, limit, before)
 
     async def _cancel(self, task_id: str, now: float) -> Task:
