@@ -115,3 +115,20 @@ async def test_a_redis_deployment_counts_work_where_it_was_done(start_tqd, redis
     assert value(by_api, "tqd_tasks_completed_total", **labels) == 0
     for m in (by_api, by_worker):
         assert value(m, "tqd_queue_depth", queue="default", state="completed") == 4
+
+
+def test_a_large_scrape_is_gzipped_when_asked(tmp_path):
+    """Prometheus sends Accept-Encoding: gzip; a large page goes compressed."""
+    import gzip
+    import urllib.request
+
+    from tests.helpers.daemon import Daemon
+
+    with Daemon(f"sqlite://{tmp_path}/tqd.db") as tqd:
+        for i in range(40):
+            assert tqd.call("POST", f"/v1/queues/q{i}/pause")[0] == 200
+        req = urllib.request.Request(tqd.url + "/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            text = gzip.decompress(resp.read()).decode()
+        assert 'tqd_queue_paused{queue="q39"} 1' in text

@@ -513,7 +513,9 @@ class WorkerPool:
             if ok:
                 running.extend_at = now + running.task.visibility_timeout / 3
             else:
-                log.info("task %s lost its lease; stopping its handler", tid)
+                task = running.task
+                log.info("task %s lost its lease; stopping its handler", tid,
+                         extra={"task_id": tid, "queue": task.queue, "task_name": task.name})
                 self._interrupt(running, LOST)
 
     def next_extend_at(self) -> float | None:
