@@ -123,6 +123,6 @@ def test_hostile_data_is_shown_as_text_and_runs_nothing(hostile, probe: PageProb
     page.goto(f"{tqd.url}/#/")
     page.locator("tr[data-queue] a").filter(has_text=HOSTILE_QUEUE).click()
     expect(page.locator("h1")).to_have_text(f"Queue {HOSTILE_QUEUE}")
-    # the queue and its task list each say so (an invalid filter is a 400 too)
+    # the queue's counts, its task list (an invalid filter is a 400) and its charts each say so
     expect(page.locator(".error-box").first).to_contain_text("queue:")
     _assert_inert(probe)
