@@ -17,6 +17,12 @@ that matches the path, such as ``/v1/tasks/{id}`` for ``/v1/tasks/batch``).
 Bounded: ``EXAMPLES`` cases per operation and phase, a fixed seed; about
 10-30 s per backend on a busy two-core machine. Set TQD_SCHEMATHESIS_EXAMPLES
 to run longer.
+
+Auth is on: tqd runs with an admin token, which every request carries, and
+the document declares the bearer scheme, so Schemathesis's ``ignored_auth``
+check also sends requests without it and expects 401. ``api.max_wait`` is
+lowered below the request timeout, so a generated ``?wait=`` on a task that
+never finishes is answered, not timed out.
 """
 
 from __future__ import annotations
@@ -30,9 +36,22 @@ import pytest
 
 from tests.helpers.daemon import Daemon
 from tests.helpers.redis_server import redis_prefix, redis_server  # noqa: F401
+from tqd.tokens import hash_token
 
 EXAMPLES = int(os.environ.get("TQD_SCHEMATHESIS_EXAMPLES", "25"))
 EXCLUDED = "positive_data_acceptance,allow_header_conformance"
+
+
+TOKEN = "tqd_schemathesis-token-0123456789abcdefghij"
+CONFIG = f"""
+[api]
+max_wait = 10.0
+
+[[tokens]]
+name = "schemathesis"
+hash = "{hash_token(TOKEN)}"
+scope = "admin"
+"""
 
 
 def run_schemathesis(url: str, tmp_path, seed: int) -> None:
@@ -42,7 +61,7 @@ def run_schemathesis(url: str, tmp_path, seed: int) -> None:
         "run", f"{url}/openapi.json", "--checks", "all", "--exclude-checks", EXCLUDED,
         "--mode", "all", "--max-examples", str(EXAMPLES), "--seed", str(seed),
         "--generation-database", "none", "--workers", "1", "--no-color",
-        "--request-timeout", "30",
+        "--request-timeout", "30", "--header", f"Authorization: Bearer {TOKEN}",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     report = done.stdout[-12000:] + done.stderr[-3000:]
@@ -55,13 +74,15 @@ def run_schemathesis(url: str, tmp_path, seed: int) -> None:
 
 
 def test_the_live_app_on_sqlite_keeps_its_contract(tmp_path):
-    with Daemon(f"sqlite://{tmp_path}/tqd.db") as tqd:
+    config = tmp_path / "tqd.toml"
+    config.write_text(CONFIG)
+    with Daemon(f"sqlite://{tmp_path}/tqd.db", config=config) as tqd:
         run_schemathesis(tqd.url, tmp_path, seed=1)
 
 
 @pytest.mark.usefixtures("redis_server")
 def test_the_live_app_on_redis_keeps_its_contract(tmp_path, redis_server, redis_prefix):  # noqa: F811
     config = tmp_path / "tqd.toml"
-    config.write_text(f'[redis]\nprefix = "{redis_prefix}"\n')
+    config.write_text(f'[redis]\nprefix = "{redis_prefix}"\n' + CONFIG)
     with Daemon(redis_server.url, config=config) as tqd:
         run_schemathesis(tqd.url, tmp_path, seed=2)

@@ -27,7 +27,6 @@ from tqd.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ShuttingDown,
-    StorageUnavailable,
     TqdError,
 )
 from tqd.runtime.catalog import Catalog
@@ -116,11 +115,6 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     except ShuttingDown as err:
         # Expected while draining; the client is told to go elsewhere.
         log.debug("%s %s refused: %s", request.method, request.path, err.message)
-        return error_response(err)
-    except StorageUnavailable as err:
-        # An outage of the store, not a fault of tqd: the message names the
-        # cause; a traceback per request would only bury it.
-        log.error("%s %s answered 503: %s", request.method, request.path, err.message)
         return error_response(err)
     except TqdError as err:
         if err.status >= 500:

@@ -2,7 +2,7 @@
 
 With no ``[[tokens]]`` configured every request passes (tqd then listens on
 loopback only; see tqd/exposure.py). With tokens, every request but
-``/healthz`` and the dashboard's static files must carry one:
+``/healthz`` and the static files of the dashboard and of /docs must carry one:
 
 - ``Authorization: Bearer <token>``, or, on a WebSocket upgrade only (a
   browser cannot set headers there), the sub-protocols ``tqd`` and
@@ -37,9 +37,10 @@ TOKEN_NAME = web.RequestKey("tqd.token_name", str)
 WS_PROTOCOLS = ("tqd",)
 _WS_TOKEN_PREFIX = "bearer."
 
-#: Routes anyone may GET: liveness, and the dashboard's page and bundle
-#: (its data comes from the API, which asks for a token).
-PUBLIC_ROUTES = frozenset({"/healthz", "/", "/assets/{name}"})
+#: Routes anyone may GET: liveness, and the static files of the dashboard and
+#: of the /docs page (their data comes from the API, which asks for a token;
+#: /openapi.json names this tqd's tasks and limits, so it is data too).
+PUBLIC_ROUTES = frozenset({"/healthz", "/", "/assets/{name}", "/docs", "/docs/{file}"})
 
 #: Non-GET routes that a ``write`` token may call; every other one needs admin.
 WRITE_ROUTES = frozenset({

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from tqd import __version__
 from tqd.api import contract
+from tqd.api.auth import PUBLIC_ROUTES
 from tqd.api.schemas import (
     BatchBody,
     CompleteBody,
@@ -40,6 +41,11 @@ REF = "#/components/schemas/{name}"
 
 _ERRORS = {
     400: "The request is malformed; the message names the field.",
+    401: "No token, or one that matches none configured (`WWW-Authenticate: Bearer`).",
+    403: "The token's scope is too low (the message names the scope needed), or a "
+         "browser page of another origin acts on a tqd without tokens.",
+    408: "The body did not arrive within `api.body_timeout`.",
+    415: "The body is not declared as JSON (`Content-Type: application/json`).",
     404: "No such task, queue or route.",
     409: "The operation does not fit the task's state.",
     413: "The body is over `api.max_body_size`.",
@@ -77,8 +83,9 @@ class Op:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-TASK_ID = {"name": "id", "in": "path", "required": True, "description": "A task id.",
-           "schema": {"type": "string"}}
+TASK_ID = {"name": "id", "in": "path", "required": True,
+           "description": "A task id (anything but letters and digits is a 400).",
+           "schema": {"type": "string", "pattern": "^[0-9A-Za-z]{1,64}$"}}
 QUEUE = _name_param("path", "queue", "A queue name.")
 IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key", "in": "header", "required": False,
@@ -251,6 +258,22 @@ def _json(name: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": REF.format(name=name)}}}
 
 
+def _errors(op: Op, path: str, config: Config) -> list[int]:
+    """The operation's own errors and those every route shares (tqd/api/auth.py,
+    cors.py and limits.py): 401 and 403 unless public, 400 for a malformed id,
+    408 and 415 for a body."""
+    errors = set(op.errors)
+    if path not in PUBLIC_ROUTES:
+        errors.add(403)
+        if config.tokens:
+            errors.add(401)
+    if "{id}" in path:
+        errors.add(400)
+    if op.body:
+        errors.update((408, 415))
+    return sorted(errors)
+
+
 def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> dict[str, Any]:
     out: dict[str, Any] = {
         "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_')}"
@@ -282,7 +305,7 @@ def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> 
                                   if status == 101 else "OK"}
         if media:
             responses[str(status)]["content"] = {media: {"schema": schema}}
-    for status in op.errors:
+    for status in _errors(op, path, config):
         responses[str(status)] = {"description": _ERRORS[status], "content": _json("Error")}
     if ("POST", "/v1/tasks") == (method, path):
         responses["201"]["headers"] = {
@@ -291,6 +314,8 @@ def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> 
         for status in ("200", "201"):
             responses[status]["links"] = TASK_LINKS
     out["responses"] = responses
+    if config.tokens and path in PUBLIC_ROUTES:
+        out["security"] = []  # no token needed
     out.update(op.extra)
     return out
 
@@ -322,5 +347,18 @@ def build_document(app: web.Application, config: Config) -> dict[str, Any]:
                            '`{"error": {"code", "message"}}`.',
         },
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": _components(config)},
+        "components": {"schemas": _components(config), "securitySchemes": SECURITY_SCHEMES},
+        # With tokens every operation needs one unless it says otherwise.
+        **({"security": [{"bearer": []}]} if config.tokens else {}),
     }
+
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token of `[[tokens]]` in tqd.toml, of scope read (GET), write "
+                       "(enqueue, cancel, retry, remote workers) or admin (everything). "
+                       "A WebSocket may send it as the sub-protocols `tqd, bearer.<token>`.",
+    }
+}
