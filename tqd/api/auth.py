@@ -20,6 +20,7 @@ token (never the token) is kept on the request under :data:`TOKEN_NAME`.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -56,6 +57,8 @@ WRITE_ROUTES = frozenset({
     ("POST", "/v1/tasks/{id}/fail"),
 })
 _READ_METHODS = frozenset({"GET", "HEAD"})
+#: The paths of PUBLIC_ROUTES, for requests that matched no route.
+_PUBLIC_PATH = re.compile(r"/|/healthz|/docs|/assets/[^/]+|/docs/[^/]+")
 
 
 def route_of(request: web.Request) -> str | None:
@@ -143,6 +146,8 @@ def auth_middleware() -> Any:
         route = route_of(request)
         if route in PUBLIC_ROUTES and request.method in _READ_METHODS:
             return await handler(request)
+        if route is None and _PUBLIC_PATH.fullmatch(request.path):
+            return await handler(request)  # another method on a public path: its 405
         token, problem = _presented_token(request)
         if token is None:
             return _unauthorized(
