@@ -166,10 +166,12 @@ def test_token_commands_and_the_cli_client(tmp_path: Path) -> None:
         assert "needs scope 'admin'" in admin_only.stderr
 
 
-def test_no_token_in_any_log_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_token_in_any_log_line(tmp_path: Path, log_format: str) -> None:
     """Debug logging, good and bad tokens in headers and sub-protocols: none of
     them, nor their digests, reach the log."""
-    config = write_config(tmp_path / "tqd.toml", 'log_level = "debug"\n\n' + tokens_toml())
+    config = write_config(tmp_path / "tqd.toml", f'log_level = "debug"\nlog_format = "{log_format}"\n\n'
+                          + tokens_toml())
     bad = "tqd_not-a-configured-token-000000000000"
     with Daemon(f"sqlite://{tmp_path}/t.db", config=config) as d:
         for token in (*TOKENS.values(), bad):
