@@ -229,3 +229,21 @@ async def test_dashboard_files_load_without_a_token_its_data_does_not(make_clien
     assert (await client.get("/assets/nothing.js")).status == 404
     assert (await client.get("/v1/queues")).status == 401
     assert (await client.get("/v1/queues", headers=bearer("read"))).status == 200
+
+
+async def test_a_remote_worker_needs_a_write_token(make_client: Any) -> None:
+    """The Python client's pull API (lease, complete) with each scope."""
+    from tqd.client import ApiError, AsyncClient
+
+    client = await make_client(
+        tokens=token_config(), tasks={"render": {"handler": {"kind": "remote"}, "queue": "gpu"}})
+    url = str(client.make_url("")).rstrip("/")
+    async with AsyncClient(url, token=TOKENS["write"]) as writer:
+        await writer.enqueue("render", {"frame": 1})
+        async with AsyncClient(url, token=TOKENS["read"]) as reader:
+            with pytest.raises(ApiError) as refused:
+                await reader.lease("gpu")
+            assert refused.value.status == 403 and "needs scope 'write'" in refused.value.message
+        [task] = await writer.lease("gpu")
+        done = await writer.complete(task["id"], task["lease"]["token"], {"ok": True})
+        assert done["state"] == "completed"
