@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import msgspec
+import orjson
 
 
 class TaskState(StrEnum):
@@ -46,6 +47,12 @@ class Task(msgspec.Struct):
     crashed worker); the running attempt is number ``attempts + 1``.
     ``attempt_budget`` is the max_attempts the task was enqueued with; a
     manual retry grants that many attempts again.
+
+    ``unique_key`` is set for task names with ``unique_for``: while this task
+    is pending, scheduled or processing and ``unique_until`` has not passed,
+    an enqueue of the same name and key in the same queue returns this task
+    instead of storing another. ``progress`` is the latest progress its
+    handler reported, as encoded JSON ``{"fraction", "message", "at"}``.
     """
 
     id: str
@@ -69,6 +76,9 @@ class Task(msgspec.Struct):
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: float | None = None
+    unique_key: str | None = None
+    unique_until: float | None = None
+    progress: bytes | None = None
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -121,6 +131,38 @@ class Outcome(msgspec.Struct, kw_only=True):
     queue: str = ""
     name: str = ""
     started_at: float | None = None
+
+
+class ProgressReport(msgspec.Struct, frozen=True):
+    """A running task's handler says how far it got, under its lease token.
+
+    ``fraction`` is in [0, 1]; ``message`` is short text; ``at`` is when it
+    was reported (epoch seconds).
+    """
+
+    task_id: str
+    token: str
+    fraction: float
+    message: str = ""
+    at: float = 0.0
+
+
+#: Longest progress message kept; longer ones are cut.
+PROGRESS_MESSAGE_MAX = 500
+
+
+def progress_json(report: ProgressReport) -> bytes:
+    """A progress report as a task stores and shows it."""
+    return orjson.dumps(
+        {"fraction": report.fraction, "message": report.message, "at": rfc3339(report.at)}
+    )
+
+
+class Firing(NamedTuple):
+    """The last scheduled instant a cron schedule fired for, and when."""
+
+    instant: float
+    fired_at: float
 
 
 class QueueInfo(msgspec.Struct, kw_only=True):
