@@ -30,10 +30,12 @@ from tqd.clock import Clock, SystemClock
 from tqd.config import Config, load_config
 from tqd.reload import pool_settings, reload_daemon
 from tqd.runtime.catalog import Catalog
+from tqd.runtime.cron import Cron, build_schedules
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
 from tqd.runtime.janitor import Janitor
 from tqd.runtime.pool import WorkerPool
+from tqd.runtime.progress import ProgressWriter
 from tqd.runtime.role import Role
 from tqd.runtime.scheduler import Scheduler
 from tqd.runtime.supervisor import Supervisor
@@ -63,6 +65,8 @@ class Daemon:
     pool: WorkerPool | None = None
     services: Services | None = None
     roles: list[Role] = field(default_factory=list)
+    cron: Cron | None = None
+    progress: ProgressWriter | None = None
     url: str = ""
     _role_jobs: list[asyncio.Task] = field(default_factory=list)
     #: Closings of handler sets a reload replaced (see tqd/reload.py).
@@ -73,9 +77,15 @@ class Daemon:
         """Start every part; return the URL the API listens on."""
         cfg = self.config
         self.catalog = Catalog(cfg)
+        schedules = build_schedules(cfg, self.catalog)
         self.handlers = build_handlers(self.catalog, cfg)
         storage = self.storage = create_storage(cfg.storage_url, cfg)
         await storage.open()
+        self.progress = ProgressWriter(storage, self.clock, cfg.roles.progress_interval)
+        self.progress.start()
+        self.cron = Cron(
+            storage, self.catalog, schedules, self.clock, grace=cfg.roles.cron_misfire_grace
+        )
         queues = set(cfg.queues) | self.catalog.queues() | {cfg.defaults.queue}
         await storage.declare_queues(sorted(queues))
         if SHARED not in storage.capabilities:
@@ -90,13 +100,15 @@ class Daemon:
                 self.handlers,
                 pool_settings(cfg, self.catalog, self.worker_id),
                 self.clock,
+                self.progress,
             )
         self._start_roles()
         if self.pool is not None:
             await self.pool.start()
 
         self.services = Services(
-            storage=storage, catalog=self.catalog, config=cfg, clock=self.clock, pool=self.pool
+            storage=storage, catalog=self.catalog, config=cfg, clock=self.clock, pool=self.pool,
+            cron=self.cron, progress=self.progress,
         )
         app = create_app(self.services)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -119,6 +131,8 @@ class Daemon:
         scheduler = Scheduler(storage, clock, cfg.roles.scheduler_interval)
         storage.add_listener(scheduler.on_changes)
         roles.append(scheduler)
+        if self.cron is not None:
+            roles.append(self.cron)
         # Every process registers, with or without workers (heartbeat.py).
         shortest = min(d.visibility_timeout for d in self.catalog.definitions())
         roles.append(
@@ -187,6 +201,8 @@ class Daemon:
                 log.warning("could not unregister this process: %s", err)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.progress is not None:
+            await self.progress.close()
         if self.handlers is not None:
             await self.handlers.close()
         if self.storage is not None:

@@ -151,6 +151,16 @@ class ProgressReport(msgspec.Struct, frozen=True):
 PROGRESS_MESSAGE_MAX = 500
 
 
+def check_fraction(fraction: object) -> float:
+    """A progress ``fraction`` as a float in [0, 1]; ValueError otherwise."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
+    value = float(fraction)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
+    return value
+
+
 def progress_json(report: ProgressReport) -> bytes:
     """A progress report as a task stores and shows it."""
     return orjson.dumps(

@@ -31,6 +31,7 @@ import msgspec
 from tqd.config import Config
 from tqd.errors import TqdError
 from tqd.runtime.catalog import Catalog
+from tqd.runtime.cron import build_schedules
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
 from tqd.runtime.pool import PoolSettings
@@ -53,6 +54,9 @@ LIVE_SETTINGS = frozenset({
     "worker.lease_batch",
     "api.max_batch",
     "api.max_wait",
+    "schedules",
+    "roles.cron_misfire_grace",
+    "roles.progress_interval",
 })
 
 #: Not a setting: where the config came from.
@@ -130,6 +134,7 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
     handlers: HandlerSet | None = None
     try:
         catalog = Catalog(config, ids=daemon.catalog.ids)
+        schedules = build_schedules(config, catalog)
         handlers = build_handlers(catalog, config)
         queues = set(config.queues) | catalog.queues() | {config.defaults.queue}
         await daemon.storage.declare_queues(sorted(queues))
@@ -150,6 +155,10 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
                 role.interval = min(config.roles.heartbeat_interval, shortest / 3)
                 role.info.concurrency = config.worker.concurrency
                 role.wake()
+    if daemon.cron is not None:
+        daemon.cron.apply(catalog, schedules, config.roles.cron_misfire_grace)
+    if daemon.progress is not None:
+        daemon.progress.interval = config.roles.progress_interval
     if daemon.services is not None:
         daemon.services.catalog = catalog
         daemon.services.config = config
@@ -163,9 +172,10 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
 
     before, after = set(old.tasks), set(config.tasks)
     log.info(
-        "reloaded %s: %d task definitions (added: %s; removed: %s), %d queue settings; changed: %s",
+        "reloaded %s: %d task definitions (added: %s; removed: %s), %d queue settings, "
+        "%d schedules; changed: %s",
         config.source, len(config.tasks), ", ".join(sorted(after - before)) or "none",
-        ", ".join(sorted(before - after)) or "none", len(config.queues),
+        ", ".join(sorted(before - after)) or "none", len(config.queues), len(schedules),
         ", ".join(n for n in changed if n not in restart) or "nothing",
     )
     if restart:

@@ -20,7 +20,9 @@ from tqd.clock import Clock
 from tqd.config import Config
 from tqd.errors import BadRequest, NotFound, PayloadTooLarge, ShuttingDown, TqdError
 from tqd.runtime.catalog import Catalog
+from tqd.runtime.cron import Cron
 from tqd.runtime.pool import WorkerPool
+from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Storage
 
 log = logging.getLogger("tqd.api")
@@ -35,6 +37,10 @@ class Services:
     config: Config
     clock: Clock
     pool: WorkerPool | None = None
+    #: The cron role (schedules); None: no schedules are served.
+    cron: Cron | None = None
+    #: Writes remote workers' progress reports; None: written one by one.
+    progress: ProgressWriter | None = None
     waiters: Waiters = field(default_factory=Waiters)
     #: Set when the daemon drains: enqueues and /readyz answer 503.
     draining: bool = False
@@ -131,7 +137,7 @@ def query_float(request: web.Request, name: str, low: float, high: float) -> flo
 
 def create_app(svc: Services) -> web.Application:
     """The aiohttp application for ``svc``: every route under /v1/, health, the dashboard at /."""
-    from tqd.api import dashboard, health, queues, tasks, workers
+    from tqd.api import dashboard, health, progress, queues, schedules, tasks, workers
 
     app = web.Application(
         middlewares=[errors_middleware], client_max_size=svc.config.api.max_body_size
@@ -142,6 +148,8 @@ def create_app(svc: Services) -> web.Application:
     tasks.add_routes(app)
     queues.add_routes(app)
     workers.add_routes(app)
+    schedules.add_routes(app)
+    progress.add_routes(app)
     dashboard.add_routes(app)
     return app
 

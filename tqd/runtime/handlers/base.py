@@ -3,11 +3,13 @@ handler reports a failure, and the Handler protocol the pool calls."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
 
-from tqd.models import Task
+from tqd.models import PROGRESS_MESSAGE_MAX, Task, check_fraction
 
 
 class TaskFailed(Exception):
@@ -32,17 +34,63 @@ class RawJSON(bytes):
     """A result that is already encoded JSON; stored as is, not re-encoded."""
 
 
+#: Receives a task's progress: (task, fraction, message), on the event loop.
+Reporter = Callable[[Task, float, str], None]
+
+
 class TaskContext:
     """What a handler knows about the task it runs.
 
     ``payload`` is decoded on first use; handlers that ignore it pay nothing.
+    ``progress()`` reports how far the handler got.
     """
 
-    __slots__ = ("_payload", "_task")
+    __slots__ = ("_latest", "_loop", "_payload", "_queued", "_reporter", "_task")
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, reporter: Reporter | None = None) -> None:
         self._task = task
         self._payload: Any = _UNSET
+        self._reporter = reporter
+        self._loop = asyncio.get_running_loop() if reporter is not None else None
+        self._latest: tuple[float, str] | None = None
+        self._queued = False
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress: ``fraction`` from 0 to 1 and a short message.
+
+        Callable from async handlers and from sync handlers in their thread
+        alike, as often as wanted: only the latest report counts, and the
+        store sees at most one write per task per second or so. ValueError
+        for a fraction outside [0, 1].
+        """
+        value = check_fraction(fraction)
+        report = (value, str(message)[:PROGRESS_MESSAGE_MAX])
+        if self._reporter is None or self._loop is None:
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._reporter(self._task, *report)
+            return
+        # From a handler's thread: hand over the latest report, queueing at
+        # most one callback at a time however fast the thread reports. The
+        # value is written before the flag is read, and the callback clears
+        # the flag before it reads the value, so no report is left behind.
+        self._latest = report
+        if not self._queued:
+            self._queued = True
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody reads progress any more
+                self._queued = False
+
+    def _deliver(self) -> None:
+        self._queued = False
+        latest, self._latest = self._latest, None
+        if latest is not None and self._reporter is not None:
+            self._reporter(self._task, *latest)
 
     @property
     def task_id(self) -> str:
