@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip", default="", help="comma-separated phases to skip: enqueue,process,latency")
     p.add_argument("--lease-scaling", action="store_true",
                    help="measure lease+settle of one task at 10k and 1M stored tasks (in-process)")
+    from tqd.bench_kinds import add_arguments as add_kind_arguments
+
+    add_kind_arguments(p)
 
 
 # -- a minimal HTTP/1.1 client ------------------------------------------------
@@ -214,13 +217,20 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
     control = Connection(host, port)
     result: dict[str, Any] = {"storage": storage, "tasks": args.tasks, "batch": args.batch,
                               "concurrency": args.concurrency}
-    queue = f"bench-{run_id}"
+    queue = getattr(args, "bench_queue", None) or f"bench-{run_id}"
+    if getattr(args, "kind", None):
+        result["kind"] = args.kind
+        result.update(args.kind_details)
     if not skip >= {"enqueue", "process"}:
         await _call(control, "POST", f"/v1/queues/{queue}/pause")
         result["enqueue_per_s"] = round(await _enqueue_phase(host, port, queue, args))
         if "process" not in skip:
             started = time.perf_counter()
             await _call(control, "POST", f"/v1/queues/{queue}/resume")
+            if getattr(args, "kind", None) == "remote":
+                from tqd.bench_kinds import pull
+
+                await pull(host, port, queue, args.tasks, args, Connection)
             await _wait_completed(control, queue, args.tasks)
             result["process_per_s"] = round(args.tasks / (time.perf_counter() - started))
     if "latency" not in skip:
@@ -254,6 +264,11 @@ def _start_daemon(storage: str, config: str | None) -> tuple[subprocess.Popen, s
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tqd bench``."""
+    if args.http_target:
+        from tqd.bench_kinds import serve_target
+
+        serve_target()
+        return 0
     if args.lease_scaling:
         from tqd.bench_lease import measure_lease_scaling
 
@@ -263,9 +278,22 @@ def run(args: argparse.Namespace) -> int:
     tmp = None
     url = args.url
     storage = args.storage or "external"
+    setup = None
+    if args.kind:
+        from tqd.bench_kinds import prepare
+        from tqd.errors import ConfigError
+
+        if url is not None:
+            raise ConfigError("bench: --kind starts its own daemon; leave out --url")
+        tmp = tempfile.TemporaryDirectory(prefix="tqd-bench-")
+        setup = prepare(args, tmp.name)
+        args.config, args.task, args.bench_queue = setup.config, setup.task, setup.queue
+        args.kind_details = setup.details
+        if not args.skip:
+            args.skip = "latency"  # the open-loop phase offers --rate; kinds measure throughput
     if url is None:
         if args.storage is None:
-            tmp = tempfile.TemporaryDirectory(prefix="tqd-bench-")
+            tmp = tmp or tempfile.TemporaryDirectory(prefix="tqd-bench-")
             storage = f"sqlite://{tmp.name}/bench.db"
         proc, url = _start_daemon(storage, args.config)
     try:
@@ -282,6 +310,8 @@ def run(args: argparse.Namespace) -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if setup is not None:
+            setup.close()
         if tmp is not None:
             tmp.cleanup()
     if storage.startswith("redis") and "@" in storage:

@@ -53,7 +53,65 @@ class BuiltinHandler(_Section, tag_field="kind", tag="builtin"):
     name: Literal["noop", "echo", "sleep", "fail"]
 
 
-HandlerConfig = PythonHandler | BuiltinHandler
+#: The daemon's variables an exec command sees unless ``pass_env`` says otherwise.
+DEFAULT_PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+
+
+class ExecHandler(_Section, tag_field="kind", tag="exec"):
+    """Run a command (argv, never a shell) with the payload on stdin.
+
+    Exit 0: success, stdout is the result (JSON when it parses, else text).
+    Exit 75 (EX_TEMPFAIL): try again. Any other exit: a failure that retries
+    while attempts remain, unless the code is in ``no_retry_exit_codes``.
+    """
+
+    command: Annotated[list[str], msgspec.Meta(min_length=1)]
+    #: Working directory; None: the daemon's.
+    cwd: str | None = None
+    #: Variables set for the command (after ``pass_env``, before TQD_*).
+    env: dict[str, str] = {}
+    #: Names of the daemon's variables the command may see. Nothing else of
+    #: the daemon's environment reaches it (it may hold tokens or passwords).
+    pass_env: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_PASS_ENV))
+    #: Largest stdout accepted; a command writing more is stopped and fails.
+    max_output: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
+    #: Bytes of the end of stderr kept in the error of a failed attempt.
+    stderr_tail: Annotated[int, msgspec.Meta(ge=0, le=3000)] = 2000
+    #: Seconds between SIGTERM and SIGKILL when a command is stopped.
+    kill_grace: Seconds = 5.0
+    #: Exit codes that fail the task at once, without retry.
+    no_retry_exit_codes: list[Annotated[int, msgspec.Meta(ge=1, le=255)]] = []
+
+
+class HttpHandler(_Section, tag_field="kind", tag="http"):
+    """POST the payload to a URL (a webhook); 2xx is success, the body the result."""
+
+    url: str
+    #: Extra request headers (e.g. Authorization for the target).
+    headers: dict[str, str] = {}
+    #: Seconds one request may take (the task's timeout also applies).
+    timeout: PositiveSeconds = 30.0
+    #: HMAC-SHA256 key for the ``Tqd-Signature`` header; or name a variable
+    #: holding it with ``secret_env`` so the key stays out of the file.
+    secret: str | None = None
+    secret_env: str | None = None
+    #: 4xx statuses that retry (others fail at once); 429 always retries.
+    retry_statuses: list[Annotated[int, msgspec.Meta(ge=400, le=499)]] = []
+    #: Largest response body accepted as a result.
+    max_response: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
+    #: Longest Retry-After honoured; a longer one is cut to this.
+    max_retry_after: PositiveSeconds = 600.0
+
+
+class RemoteHandler(_Section, tag_field="kind", tag="remote"):
+    """Nothing runs here: workers elsewhere lease the tasks over the HTTP API.
+
+    A remote task needs a queue of its own: queues that hold remote task
+    names are never served by the local pool.
+    """
+
+
+HandlerConfig = PythonHandler | BuiltinHandler | ExecHandler | HttpHandler | RemoteHandler
 
 
 # -- sections ---------------------------------------------------------------
@@ -183,6 +241,15 @@ class ApiConfig(_Section):
     max_wait: PositiveSeconds = 60.0
 
 
+class HttpClientConfig(_Section):
+    """``[http]``: the one client session shared by every http handler."""
+
+    #: Most open connections to one target (host and port) at once.
+    connections_per_host: Count = 64
+    #: Seconds to open a connection before the attempt fails (and retries).
+    connect_timeout: PositiveSeconds = 10.0
+
+
 class Config(_Section):
     """The whole configuration of one tqd process."""
 
@@ -201,6 +268,7 @@ class Config(_Section):
     roles: RolesConfig = RolesConfig()
     retention: RetentionConfig = RetentionConfig()
     api: ApiConfig = ApiConfig()
+    http: HttpClientConfig = HttpClientConfig()
     queues: dict[str, QueueConfig] = {}
     tasks: dict[str, TaskConfig] = {}
     schedules: dict[str, ScheduleConfig] = {}
@@ -382,6 +450,10 @@ def _check(config: Config, source: str, check_paths: bool) -> None:
             parse_handler_string(handler, f"{where}.handler")
         elif isinstance(handler, PythonHandler):
             parse_handler_string(handler.target, f"{where}.handler.target", kind="python")
+        elif isinstance(handler, HttpHandler):
+            _check_http_handler(handler, f"{where}.handler")
+        elif isinstance(handler, ExecHandler):
+            _check_exec_handler(handler, f"{where}.handler")
     for name, schedule in config.schedules.items():
         _check_schedule(config, name, schedule, f"{source}: schedules.{_quote(name)}")
     if check_paths:
@@ -407,6 +479,42 @@ def _check_schedule(config: Config, name: str, schedule: ScheduleConfig, where: 
         )
     if schedule.queue is not None and not valid_name(schedule.queue):
         raise ConfigError(f"{where}.queue: {NAME_RULE}")
+
+
+def _check_http_handler(handler: HttpHandler, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(handler.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}.url: expected an http:// or https:// URL, got {handler.url!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise ConfigError(f"{where}.url: the port is not a number in 0-65535") from None
+    if parts.username or parts.password:
+        raise ConfigError(f"{where}.url: put credentials in headers, not in the URL")
+    if handler.secret is not None and handler.secret_env is not None:
+        raise ConfigError(f"{where}: give secret or secret_env, not both")
+    if handler.secret == "":
+        raise ConfigError(f"{where}.secret: must not be empty")
+    for name, value in handler.headers.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ConfigError(f"{where}.headers: {name!r} is not a valid header name")
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"{where}.headers.{name}: a header value cannot hold a line break")
+
+
+def _check_exec_handler(handler: ExecHandler, where: str) -> None:
+    if not handler.command[0]:
+        raise ConfigError(f"{where}.command: the program (first item) is empty")
+    for i, arg in enumerate(handler.command):
+        if "\0" in arg:
+            raise ConfigError(f"{where}.command[{i}]: an argument cannot hold a NUL character")
+    for name in (*handler.env, *handler.pass_env):
+        if not name or "=" in name or "\0" in name:
+            raise ConfigError(f"{where}.env: {name!r} is not a variable name")
+        if name.startswith("TQD_"):
+            raise ConfigError(f"{where}.env: {name}: TQD_* variables are set by tqd itself")
 
 
 NAME_RULE = (

@@ -28,6 +28,7 @@ from aiohttp import web
 from tqd.api.app import Services, create_app
 from tqd.clock import Clock, SystemClock
 from tqd.config import Config, load_config
+from tqd.errors import ConfigError
 from tqd.reload import pool_settings, reload_daemon
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.cron import Cron, build_schedules
@@ -114,7 +115,13 @@ class Daemon:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:  # port taken, address not on this host, no permission
+            raise ConfigError(
+                f"listen: cannot listen on {cfg.listen}: "
+                f"{os.strerror(err.errno) if err.errno else err}"
+            ) from None
         host, port = self._runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"

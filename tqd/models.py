@@ -211,7 +211,9 @@ def zero_counts() -> dict[str, int]:
     return dict.fromkeys(STATES, 0)
 
 
-_last_second: list = [None, ""]  # the whole second formatted last, and its text
+# Whole seconds already formatted: the timestamps of one response or burst
+# share few distinct seconds. Bounded; cleared when full.
+_SECONDS: dict[int, str] = {}
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -222,11 +224,12 @@ def rfc3339(ts: float | None) -> str | None:
     micros = round((ts - seconds) * 1_000_000)
     if micros == 1_000_000:
         seconds, micros = seconds + 1, 0
-    # Most timestamps in one response or burst share their second: format it once.
-    if _last_second[0] != seconds:
-        _last_second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _last_second[0] = seconds
-    return f"{_last_second[1]}.{micros:06d}Z"
+    text = _SECONDS.get(seconds)
+    if text is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        text = _SECONDS[seconds] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micros:06d}Z"
 
 
 def make_error(kind: str, message: str, attempt: int, at: float) -> dict[str, Any]:

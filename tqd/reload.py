@@ -111,6 +111,7 @@ def pool_settings(config: Config, catalog: Catalog, worker_id: str) -> PoolSetti
         worker_id=worker_id,
         concurrency=config.worker.concurrency,
         queues=tuple(config.worker.queues),
+        exclude=catalog.remote_queues(),
         queue_limits={name: q.concurrency for name, q in config.queues.items() if q.concurrency},
         lease_batch=config.worker.lease_batch,
     )

@@ -373,9 +373,11 @@ async def test_enqueue_into_an_idle_pool_starts_without_polling(harness: Harness
     calls: list[str] = []
     real_lease = store._lease
 
-    async def counting_lease(queue: str, limit: int, worker: str, now: float) -> list[Task]:
+    async def counting_lease(
+        queue: str, limit: int, worker: str, now: float, visibility: float | None
+    ) -> list[Task]:
         calls.append(queue)
-        return await real_lease(queue, limit, worker, now)
+        return await real_lease(queue, limit, worker, now, visibility)
 
     store._lease = counting_lease  # type: ignore[method-assign]
     pool = harness.build()

@@ -137,7 +137,7 @@ def query_float(request: web.Request, name: str, low: float, high: float) -> flo
 
 def create_app(svc: Services) -> web.Application:
     """The aiohttp application for ``svc``: every route under /v1/, health, the dashboard at /."""
-    from tqd.api import dashboard, health, progress, queues, schedules, tasks, workers
+    from tqd.api import dashboard, health, progress, queues, remote, schedules, tasks, workers
 
     app = web.Application(
         middlewares=[errors_middleware], client_max_size=svc.config.api.max_body_size
@@ -148,6 +148,7 @@ def create_app(svc: Services) -> web.Application:
     tasks.add_routes(app)
     queues.add_routes(app)
     workers.add_routes(app)
+    remote.add_routes(app)
     schedules.add_routes(app)
     progress.add_routes(app)
     dashboard.add_routes(app)

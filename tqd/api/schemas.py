@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -117,3 +117,77 @@ def encode_payload(payload: Any, where: str) -> bytes:
         elif "64-bit" in text:
             text = "an integer is outside the 64-bit range"
         raise BadRequest(f"{where}: {text}") from None
+
+
+# -- the pull API of remote workers -------------------------------------------
+
+LeaseCount = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+WaitSeconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+LeaseToken = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+WorkerName = Annotated[str, msgspec.Meta(pattern=r"^[\x21-\x7e]{1,128}$")]
+ErrorMessage = Annotated[str, msgspec.Meta(max_length=4000)]
+
+
+class LeaseBody(_Body):
+    """``POST /v1/queues/{q}/lease``: take up to ``max`` pending tasks.
+
+    ``visibility_timeout`` replaces the tasks' own for this lease;
+    ``wait`` long-polls up to that many seconds when nothing is pending;
+    ``worker`` names the caller in the tasks' ``worker`` field.
+    """
+
+    max: LeaseCount = 1
+    visibility_timeout: Timeout | None = None
+    wait: WaitSeconds = 0.0
+    worker: WorkerName | None = None
+
+
+class HeartbeatBody(_Body):
+    """``POST /v1/tasks/{id}/heartbeat``: keep a lease; ``extend`` seconds
+    from now (default: the task's visibility timeout)."""
+
+    token: LeaseToken
+    extend: Timeout | None = None
+
+
+class CompleteBody(_Body):
+    """``POST /v1/tasks/{id}/complete``: the task succeeded with ``result``."""
+
+    token: LeaseToken
+    result: Any = None
+
+
+class FailBody(_Body):
+    """``POST /v1/tasks/{id}/fail``: the attempt failed.
+
+    ``retry`` false sends the task to the dead letters at once; otherwise it
+    is tried again while attempts remain, after ``delay`` seconds (default:
+    the task's backoff).
+    """
+
+    token: LeaseToken
+    error: ErrorMessage = "the remote worker reported a failure"
+    retry: bool = True
+    delay: Delay | None = None
+
+
+class SettleItem(_Body):
+    """One outcome of ``POST /v1/tasks/settle``: ``complete`` with
+    ``result``; ``fail`` with ``error``, ``retry`` and ``delay``; or
+    ``release``: hand the task back untried (the attempt does not count),
+    as a worker that stops does with tasks it did not run."""
+
+    id: str
+    token: LeaseToken
+    outcome: Literal["complete", "fail", "release"]
+    result: Any = None
+    error: ErrorMessage = "the remote worker reported a failure"
+    retry: bool = True
+    delay: Delay | None = None
+
+
+class SettleBody(_Body):
+    """``POST /v1/tasks/settle``: several outcomes in one request, each
+    accepted or refused on its own."""
+
+    outcomes: list[SettleItem]

@@ -18,10 +18,11 @@ from tqd.config import (
     Config,
     HandlerConfig,
     PythonHandler,
+    RemoteHandler,
     TaskConfig,
     parse_handler_string,
 )
-from tqd.errors import BadRequest, UnknownTask
+from tqd.errors import BadRequest, ConfigError, UnknownTask
 from tqd.ids import IdGenerator
 from tqd.models import Task
 
@@ -98,6 +99,7 @@ class Catalog:
             defs[name] = self._define(config, name, task, handler)
         self._defs = defs
         self.ids = ids or IdGenerator()
+        self._remote_queues = _remote_queues(config, defs)
 
     @staticmethod
     def _define(config: Config, name: str, task: TaskConfig, handler: HandlerConfig) -> TaskDefinition:
@@ -139,14 +141,33 @@ class Catalog:
         """The queues that task definitions route to."""
         return {d.queue for d in self._defs.values()}
 
+    def remote_queues(self) -> frozenset[str]:
+        """Queues whose tasks remote workers lease over the API; the local pool
+        never serves them, and they hold no other tasks."""
+        return self._remote_queues
+
     def build(self, request: NewTask, now: float) -> Task:
         """A complete Task for ``request``: id, defaults and initial state.
 
         A ``run_at`` in the future makes the task ``scheduled``; otherwise it
-        is ``pending`` at once. A name with ``unique_for`` gets its unique key
-        (BadRequest for a ``unique_key`` on a name without it).
+        is ``pending`` at once. A remote task goes only to a remote queue and
+        any other task never to one (BadRequest names the queue). A name with
+        ``unique_for`` gets its unique key (BadRequest for a ``unique_key`` on
+        a name without it).
         """
         d = self.require(request.name)
+        queue = request.queue or d.queue
+        remote = isinstance(d.handler, RemoteHandler)
+        if queue != d.queue and (queue in self._remote_queues) != remote:
+            if remote:
+                raise BadRequest(
+                    f"queue: {request.name!r} runs on remote workers, which lease from "
+                    f"queue {d.queue!r} only; {queue!r} is served here"
+                )
+            raise BadRequest(
+                f"queue: {queue!r} is leased by remote workers; {request.name!r} runs in tqd "
+                "and cannot go there"
+            )
         max_attempts = request.max_attempts or d.max_attempts
         delayed = request.run_at is not None and request.run_at > now
         unique_key = unique_until = None
@@ -160,7 +181,7 @@ class Catalog:
         return Task(
             self.ids.new(now),
             d.name,
-            request.queue or d.queue,
+            queue,
             request.payload,
             d.priority if request.priority is None else request.priority,
             "scheduled" if delayed else "pending",
@@ -175,6 +196,31 @@ class Catalog:
             unique_key=unique_key,
             unique_until=unique_until,
         )
+
+
+def _remote_queues(config: Config, defs: dict[str, TaskDefinition]) -> frozenset[str]:
+    """The queues of remote task names; ConfigError when one also holds a
+    local name or is listed in worker.queues (the local pool would run the
+    tasks of remote workers, or take theirs)."""
+    remote = {d.queue for d in defs.values() if isinstance(d.handler, RemoteHandler)}
+    for d in sorted(defs.values(), key=lambda d: d.name):
+        if d.queue in remote and not isinstance(d.handler, RemoteHandler):
+            others = sorted(
+                o.name for o in defs.values()
+                if o.queue == d.queue and isinstance(o.handler, RemoteHandler)
+            )
+            raise ConfigError(
+                f"{config.source}: tasks.{others[0]}: queue {d.queue!r} holds remote tasks "
+                f"({', '.join(others)}) and {d.name!r}, which runs here; give remote tasks "
+                "a queue of their own"
+            )
+    for q in config.worker.queues:
+        if q in remote:
+            raise ConfigError(
+                f"{config.source}: worker.queues: {q!r} holds remote tasks; the local pool "
+                "cannot serve it"
+            )
+    return frozenset(remote)
 
 
 def handler_kind(handler: HandlerConfig) -> str:

@@ -80,9 +80,12 @@ def build_schedules(config: Config, catalog: Catalog) -> dict[str, Schedule]:
             payload = orjson.dumps(sc.payload)
         except orjson.JSONEncodeError as err:
             raise ConfigError(f"{where}.payload: not JSON: {err}") from None
-        out[name] = Schedule(
-            name, spec, sc.task, payload, sc.queue, sc.priority, sc.catch_up, sc
-        )
+        schedule = Schedule(name, spec, sc.task, payload, sc.queue, sc.priority, sc.catch_up, sc)
+        try:
+            catalog.build(schedule.new_task(None), 0.0)  # e.g. a queue the task may not use
+        except TqdError as err:
+            raise ConfigError(f"{where}: {err.message}") from None
+        out[name] = schedule
     return out
 
 

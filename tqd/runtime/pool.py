@@ -63,6 +63,8 @@ class PoolSettings:
     concurrency: int = 100
     #: Queues to serve; empty means every queue.
     queues: Sequence[str] = ()
+    #: Queues never served here (remote workers lease their tasks).
+    exclude: frozenset[str] = frozenset()
     #: Most tasks of one queue running at once in this process.
     queue_limits: dict[str, int] = field(default_factory=dict)
     lease_batch: int = 200
@@ -108,6 +110,8 @@ class WorkerPool:
         self.counters = {"started": 0, "completed": 0, "failed": 0, "retried": 0}
         self._own_progress = progress is None
         self.progress = progress or ProgressWriter(storage, clock)
+        #: Queues whose dispatch is held, with the loop time the hold ends.
+        self._held: dict[str, float] = {}
 
     @property
     def worker_id(self) -> str:
@@ -115,6 +119,8 @@ class WorkerPool:
 
     def serves(self, queue: str) -> bool:
         """Whether this pool takes tasks from ``queue``."""
+        if queue in self.settings.exclude:
+            return False
         return not self._served or queue in self._served
 
     # -- life ---------------------------------------------------------------
@@ -130,7 +136,8 @@ class WorkerPool:
             if info.counts.get("pending") and self.serves(info.name):
                 self._active.add(info.name)
         for name in self._served:
-            self._active.add(name)
+            if self.serves(name):
+                self._active.add(name)
         self._lease_job = asyncio.create_task(self._lease_loop(), name="tqd-lease-loop")
         self._settle_job = asyncio.create_task(self._settle_loop(), name="tqd-settle-loop")
 
@@ -256,6 +263,22 @@ class WorkerPool:
             if running is not None:
                 self._interrupt(running, LOST)
 
+    def hold(self, queue: str, seconds: float) -> None:
+        """Lease nothing from ``queue`` for ``seconds`` (a handler's target is
+        pushing back); a longer hold already in place stays."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        if until <= self._held.get(queue, 0.0):
+            return
+        self._held[queue] = until
+        loop.call_at(until, self._release_hold, queue, until)
+
+    def _release_hold(self, queue: str, until: float) -> None:
+        if self._held.get(queue) == until:
+            del self._held[queue]
+            self._active.add(queue)
+            self._wake.set()
+
     # -- leasing ------------------------------------------------------------
 
     def _room(self, queue: str) -> int:
@@ -290,7 +313,12 @@ class WorkerPool:
         free = self.settings.concurrency - len(self.running)
         if free <= 0 or not self._active:
             return False
-        queues = sorted(self._active)
+        if self._held:
+            queues = sorted(q for q in self._active if q not in self._held)
+            if not queues:
+                return False
+        else:
+            queues = sorted(self._active)
         start = self._rotation % len(queues)
         self._rotation += 1
         plan: list[tuple[str, int, int]] = []
@@ -398,6 +426,8 @@ class WorkerPool:
                 return self._failure(task, "timeout", f"timed out after {task.timeout:g}s")
             return self._failure(task, "exception", _describe(err))
         except TaskFailed as err:
+            if err.hold:
+                self.hold(task.queue, err.hold)
             return self._failure(task, err.kind, err.message, retry=err.retry, delay=err.delay)
         except Exception as err:
             return self._failure(task, "exception", _describe(err))

@@ -53,6 +53,12 @@ DURABLE_FSYNC = "durable_fsync"  # acknowledged writes reached the disk
 BULK_CHUNK = 2000
 
 
+def _check_visibility(visibility: float | None) -> None:
+    # NaN fails both comparisons, so it is refused too.
+    if visibility is not None and not 0 < visibility < float("inf"):
+        raise ValueError(f"visibility must be a positive number of seconds, got {visibility!r}")
+
+
 class EnqueueResult(tuple):
     """``(task, created)``: created is False when an idempotency key matched."""
 
@@ -168,23 +174,33 @@ class Storage(ABC):
 
     # -- consuming ----------------------------------------------------------
 
-    async def lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
+    async def lease(
+        self, queue: str, limit: int, worker: str, now: float, visibility: float | None = None
+    ) -> list[Task]:
         """Lease up to ``limit`` pending tasks of ``queue`` to ``worker``.
 
         Highest priority first, first in first out among equal priorities,
         and the returned list is in that order. Each leased task becomes ``processing`` with a fresh ``lease_token``,
         ``lease_expires_at = now + visibility_timeout``, ``started_at = now``
-        and ``worker`` set. A paused queue leases nothing.
+        and ``worker`` set. ``visibility`` (seconds, > 0) replaces the
+        task's visibility timeout for this lease only. A paused queue leases
+        nothing.
         """
         if limit <= 0:
             return []
-        return await self._lease(queue, limit, worker, now)
+        _check_visibility(visibility)
+        return await self._lease(queue, limit, worker, now, visibility)
 
     @abstractmethod
-    async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]: ...
+    async def _lease(
+        self, queue: str, limit: int, worker: str, now: float, visibility: float | None
+    ) -> list[Task]: ...
 
-    async def extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
-        """Extend leases ``(task_id, token)`` to ``now + visibility_timeout``.
+    async def extend(
+        self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None = None
+    ) -> list[bool]:
+        """Extend leases ``(task_id, token)`` to ``now + visibility_timeout``
+        (or ``now + visibility`` when given, for this extension only).
 
         Returns, in order, whether each lease was still held; a False means
         the task was cancelled, reclaimed or deleted and its handler should
@@ -192,10 +208,13 @@ class Storage(ABC):
         """
         if not leases:
             return []
-        return await self._extend(leases, now)
+        _check_visibility(visibility)
+        return await self._extend(leases, now, visibility)
 
     @abstractmethod
-    async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]: ...
+    async def _extend(
+        self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None
+    ) -> list[bool]: ...
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Record how leased tasks ended, each only if its token still holds.

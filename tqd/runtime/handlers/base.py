@@ -17,17 +17,26 @@ class TaskFailed(Exception):
 
     ``retry=False`` sends the task straight to ``failed`` (dead letters)
     whatever attempts remain. ``delay`` (seconds) replaces the backoff for
-    the next attempt, e.g. from a Retry-After. ``kind`` labels the error.
+    the next attempt, e.g. from a Retry-After. ``hold`` (seconds) asks the
+    pool to lease nothing more from the task's queue for that long: what
+    the queue's tasks call is pushing back. ``kind`` labels the error.
     """
 
     def __init__(
-        self, message: str, *, retry: bool = True, delay: float | None = None, kind: str = "error"
+        self,
+        message: str,
+        *,
+        retry: bool = True,
+        delay: float | None = None,
+        kind: str = "error",
+        hold: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retry = retry
         self.delay = delay
         self.kind = kind
+        self.hold = hold
 
 
 class RawJSON(bytes):

@@ -413,9 +413,14 @@ class RedisStorage(Storage):
             for t, f in zip(tasks, found, strict=True)
         )
 
-    async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
+    async def _lease(
+        self, queue: str, limit: int, worker: str, now: float, visibility: float | None
+    ) -> list[Task]:
         started = _num(now).encode()
-        flat, _ = await self._run1("LEASE", queue, limit, worker, started, secrets.token_hex(6))
+        vis = "" if visibility is None else _num(visibility)
+        flat, _ = await self._run1(
+            "LEASE", queue, limit, worker, started, secrets.token_hex(6), vis
+        )
         tasks = []
         for i in range(0, len(flat), 4):
             fields = pairs(flat[i + 1])
@@ -433,11 +438,14 @@ class RedisStorage(Storage):
                 groups.setdefault(queue, []).append(i)
         return groups
 
-    async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
+    async def _extend(
+        self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None
+    ) -> list[bool]:
         groups = self._by_queue(leases, lambda lease: lease[1])
+        vis = "" if visibility is None else _num(visibility)
         calls = []
         for queue, idxs in groups.items():
-            args: list[Any] = [_num(now)]
+            args: list[Any] = [_num(now), vis]
             for i in idxs:
                 args += leases[i]
             calls.append(("EXTEND", queue, args))

@@ -111,12 +111,14 @@ return {out, publish()}
 # ARGV[6]  worker id
 # ARGV[7]  now
 # ARGV[8]  random hex; token i is <hex><i in hex>:<queue>
+# ARGV[9]  visibility timeout for this lease ('' = each task's own)
 # Returns  {{id, {field, value, ...} as before the lease, token, lease expiry,
 #          ...}, message}; nothing when paused. The caller applies the lease
 #          (s, l, z, g, w) to the fields: one HGETALL fewer per task.
 LEASE = _queue_script("""
 if redis.call('EXISTS', QP .. 'paused') == 1 then return {{}, ''} end
 local limit, worker, now = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local vis = tonumber(ARGV[9] or '')
 local groups, prios = {}, {}
 for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
   local p = string.match(s, '^pending:(%-?%d+):')
@@ -149,7 +151,7 @@ for j, id in ipairs(picked) do
     elseif key == 'v' then vt = f[k + 1] end
   end
   leave(id, 'pending', prio, name)
-  local exp = fmt(tonumber(now) + tonumber(vt))
+  local exp = fmt(tonumber(now) + (vis or tonumber(vt)))
   local token = ARGV[8] .. string.format('%x', j) .. ':' .. QN
   redis.call('HSET', h, 's', 'processing', 'l', token, 'z', exp, 'g', now, 'w', worker)
   enter(id, 'processing', prio, name, exp)
@@ -162,15 +164,17 @@ return {out, publish()}
 """)
 
 # EXTEND: push lease deadlines to now + visibility timeout.
-# ARGV[5]  now, then pairs: task id, lease token
+# ARGV[5]  now
+# ARGV[6]  visibility timeout for this extension ('' = each task's own),
+#          then pairs: task id, lease token
 # Returns  {1 or 0 per pair}: whether the lease was still held
 EXTEND = _queue_script("""
-local now, out = tonumber(ARGV[5]), {}
-for j = 6, #ARGV, 2 do
+local now, vis, out = tonumber(ARGV[5]), tonumber(ARGV[6]), {}
+for j = 7, #ARGV, 2 do
   local h = tkey(ARGV[j])
   local f = redis.call('HMGET', h, 's', 'l', 'v')
   if f[1] == 'processing' and f[2] == ARGV[j + 1] then
-    local exp = fmt(now + tonumber(f[3]))
+    local exp = fmt(now + (vis or tonumber(f[3])))
     redis.call('HSET', h, 'z', exp)
     redis.call('ZADD', QP .. 'z:processing', exp, ARGV[j])
     out[#out + 1] = 1

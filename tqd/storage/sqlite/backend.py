@@ -116,11 +116,15 @@ class SqliteStorage(Storage):
     async def _enqueue(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
         return await self._write(ops.op_enqueue, tasks)
 
-    async def _lease(self, queue: str, limit: int, worker: str, now: float) -> list[Task]:
-        return await self._write(ops.op_lease, queue, limit, worker, now)
+    async def _lease(
+        self, queue: str, limit: int, worker: str, now: float, visibility: float | None
+    ) -> list[Task]:
+        return await self._write(ops.op_lease, queue, limit, worker, now, visibility)
 
-    async def _extend(self, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
-        return await self._write(ops.op_extend, leases, now)
+    async def _extend(
+        self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None
+    ) -> list[bool]:
+        return await self._write(ops.op_extend, leases, now, visibility)
 
     async def _settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         return await self._write(ops.op_settle, outcomes, now)

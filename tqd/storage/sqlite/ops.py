@@ -152,17 +152,20 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
 # -- consuming ----------------------------------------------------------------
 
 
-def op_lease(conn: Conn, changes: list, queue: str, limit: int, worker: str, now: float) -> list[Task]:
+def op_lease(
+    conn: Conn, changes: list, queue: str, limit: int, worker: str, now: float,
+    visibility: float | None = None,
+) -> list[Task]:
     # The paused flag is read in the same transaction as the lease, so a
     # pause or resume is never seen half-way (no cached copy to go stale).
     if conn.execute("SELECT 1 FROM queues WHERE name = ? AND paused", (queue,)).fetchone():
         return []
     rows = conn.execute(
         "UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
-        "lease_expires_at = ? + visibility_timeout, started_at = ?, worker = ? "
+        "lease_expires_at = ? + coalesce(?, visibility_timeout), started_at = ?, worker = ? "
         "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
         f"ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}",
-        (now, now, worker, queue, limit),
+        (now, visibility, now, worker, queue, limit),
     ).fetchall()
     if not rows:
         return []
@@ -174,12 +177,17 @@ def op_lease(conn: Conn, changes: list, queue: str, limit: int, worker: str, now
     return tasks
 
 
-def op_extend(conn: Conn, changes: list, leases: Sequence[tuple[str, str]], now: float) -> list[bool]:
+def op_extend(
+    conn: Conn, changes: list, leases: Sequence[tuple[str, str]], now: float,
+    visibility: float | None = None,
+) -> list[bool]:
     sql = (
-        "UPDATE tasks SET lease_expires_at = ? + visibility_timeout "
+        "UPDATE tasks SET lease_expires_at = ? + coalesce(?, visibility_timeout) "
         "WHERE id = ? AND lease_token = ? AND state = 'processing'"
     )
-    return [conn.execute(sql, (now, tid, token)).rowcount == 1 for tid, token in leases]
+    return [
+        conn.execute(sql, (now, visibility, tid, token)).rowcount == 1 for tid, token in leases
+    ]
 
 
 _GUARD = "WHERE id = ? AND lease_token = ? AND state = 'processing'"
