@@ -47,6 +47,46 @@ class RawJSON(bytes):
 Reporter = Callable[[Task, float, str], None]
 
 
+class LatestOnLoop:
+    """Hands the latest of a stream of values to ``deliver`` on ``loop``,
+    from any thread, queueing at most one loop callback at a time however
+    fast the values come (a chatty handler thread cannot flood the loop).
+    The value is stored before the flag is read, and the callback clears the
+    flag before it reads the value, so the last value is never left behind.
+    """
+
+    __slots__ = ("_deliver", "_latest", "_loop", "_queued")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[..., None]) -> None:
+        self._loop = loop
+        self._deliver = deliver
+        self._latest: tuple | None = None
+        self._queued = False
+
+    def put(self, *value: Any) -> None:
+        """Deliver ``value`` now when called on the loop's thread, else soon."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._deliver(*value)
+            return
+        self._latest = value
+        if not self._queued:
+            self._queued = True
+            try:
+                self._loop.call_soon_threadsafe(self._run)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                self._queued = False
+
+    def _run(self) -> None:
+        self._queued = False
+        latest, self._latest = self._latest, None
+        if latest is not None:
+            self._deliver(*latest)
+
+
 class TaskContext:
     """What a handler knows about the task it runs.
 
@@ -54,15 +94,15 @@ class TaskContext:
     ``progress()`` reports how far the handler got.
     """
 
-    __slots__ = ("_latest", "_loop", "_payload", "_queued", "_reporter", "_task")
+    __slots__ = ("_hop", "_loop", "_payload", "_reporter", "_task")
 
     def __init__(self, task: Task, reporter: Reporter | None = None) -> None:
         self._task = task
         self._payload: Any = _UNSET
         self._reporter = reporter
+        # Built on the loop's thread, as the pool builds every context.
         self._loop = asyncio.get_running_loop() if reporter is not None else None
-        self._latest: tuple[float, str] | None = None
-        self._queued = False
+        self._hop: LatestOnLoop | None = None  # made at the first report
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress: ``fraction`` from 0 to 1 and a short message.
@@ -73,33 +113,15 @@ class TaskContext:
         for a fraction outside [0, 1].
         """
         value = check_fraction(fraction)
-        report = (value, str(message)[:PROGRESS_MESSAGE_MAX])
-        if self._reporter is None or self._loop is None:
+        if self._loop is None:
             return
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
-            self._reporter(self._task, *report)
-            return
-        # From a handler's thread: hand over the latest report, queueing at
-        # most one callback at a time however fast the thread reports. The
-        # value is written before the flag is read, and the callback clears
-        # the flag before it reads the value, so no report is left behind.
-        self._latest = report
-        if not self._queued:
-            self._queued = True
-            try:
-                self._loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody reads progress any more
-                self._queued = False
+        if self._hop is None:
+            self._hop = LatestOnLoop(self._loop, self._report)
+        self._hop.put(value, str(message)[:PROGRESS_MESSAGE_MAX])
 
-    def _deliver(self) -> None:
-        self._queued = False
-        latest, self._latest = self._latest, None
-        if latest is not None and self._reporter is not None:
-            self._reporter(self._task, *latest)
+    def _report(self, fraction: float, message: str) -> None:
+        assert self._reporter is not None
+        self._reporter(self._task, fraction, message)
 
     @property
     def task_id(self) -> str:
