@@ -192,7 +192,12 @@ class Cron(Role):
         self.fired += 1
         task = self.catalog.build(schedule.new_task(instant), now)
         try:
-            await self.storage.enqueue([task])
+            [result] = await self.storage.enqueue([task])
+            if not result.created and result.task.idempotency_key == task.idempotency_key:
+                # The second guard held: the store had lost the record of this
+                # firing (a Redis restart without persistence), not its task.
+                log.warning("schedule %s: the task of %s was enqueued already (task %s)",
+                            schedule.name, rfc3339(instant), result.task.id)
         except Exception as err:
             log.warning("schedule %s: storing the task of %s failed (%s); trying again",
                         schedule.name, instant, err)
