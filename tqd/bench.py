@@ -10,7 +10,10 @@ Phases, each against its own fresh queue:
 It prints one JSON line. Without ``--url`` it starts a daemon in its own
 process on ``--storage`` (default: SQLite in a temporary directory) and stops
 it afterwards. ``--lease-scaling`` instead measures the time to lease and
-settle one task with 10,000 and with 1,000,000 tasks stored.
+settle one task with 10,000 and with 1,000,000 tasks stored. ``--ws-clients
+N`` keeps N /v1/events WebSocket clients (in another process) reading
+throughout, to measure what live dashboards cost; ``daemon_cpu_s`` is the
+CPU the daemon used, steadier than the rates on a busy machine.
 
 The HTTP client here is deliberately minimal (HTTP/1.1 keep-alive on raw
 asyncio streams): a general-purpose client costs more CPU per request than
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -43,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=1000.0, help="tasks/s offered in the latency phase")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the latency phase")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: enqueue,process,latency")
+    p.add_argument("--ws-clients", type=int, default=0,
+                   help="keep this many /v1/events WebSocket clients (another process) reading throughout")
+    p.add_argument("--ws-clients-process", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     p.add_argument("--lease-scaling", action="store_true",
                    help="measure lease+settle of one task at 10k and 1M stored tasks (in-process)")
     from tqd.bench_kinds import add_arguments as add_kind_arguments
@@ -196,6 +203,18 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds used so far by process ``pid`` (Linux)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _rss_mb(pid: int | None) -> float | None:
     if pid is None:
         return None
@@ -215,6 +234,7 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
     skip = set(filter(None, args.skip.split(",")))
     run_id = secrets.token_hex(3)
     control = Connection(host, port)
+    cpu_start = _cpu_s(pid)
     result: dict[str, Any] = {"storage": storage, "tasks": args.tasks, "batch": args.batch,
                               "concurrency": args.concurrency}
     queue = getattr(args, "bench_queue", None) or f"bench-{run_id}"
@@ -239,6 +259,10 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
         result["latency_ms_p50"] = round(_percentile(latencies, 0.50), 2)
         result["latency_ms_p99"] = round(_percentile(latencies, 0.99), 2)
     result["rss_mb"] = _rss_mb(pid)
+    cpu_end = _cpu_s(pid)
+    if cpu_start is not None and cpu_end is not None:
+        # CPU the daemon used for all phases: steadier than rates on a busy machine
+        result["daemon_cpu_s"] = round(cpu_end - cpu_start, 2)
     await control.close()
     return result
 
@@ -262,6 +286,25 @@ def _start_daemon(storage: str, config: str | None) -> tuple[subprocess.Popen, s
     return proc, line.strip().rsplit(" ", 1)[-1]
 
 
+def _start_ws_clients(url: str, n: int) -> subprocess.Popen:
+    from tqd.buildinfo import self_command
+
+    # its own process, as browsers would be (and the same in the frozen executable)
+    proc = subprocess.Popen([*self_command(), "bench", "--ws-clients-process", url, str(n)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise RuntimeError("the WebSocket clients did not connect")
+    return proc
+
+
+def _stop_ws_clients(proc: subprocess.Popen) -> dict:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tqd bench``."""
     if args.http_target:
@@ -269,6 +312,11 @@ def run(args: argparse.Namespace) -> int:
 
         serve_target()
         return 0
+    if args.ws_clients_process:
+        from tqd.bench_ws import run_clients
+
+        url, n = args.ws_clients_process
+        return run_clients(url, int(n))
     if args.lease_scaling:
         from tqd.bench_lease import measure_lease_scaling
 
@@ -296,14 +344,23 @@ def run(args: argparse.Namespace) -> int:
             tmp = tmp or tempfile.TemporaryDirectory(prefix="tqd-bench-")
             storage = f"sqlite://{tmp.name}/bench.db"
         proc, url = _start_daemon(storage, args.config)
+    ws = None
     try:
+        if args.ws_clients:
+            ws = _start_ws_clients(url, args.ws_clients)
         try:
             import uvloop
 
             result = uvloop.run(_measure(url, proc.pid if proc else None, args, storage))
         except ImportError:  # pragma: no cover
             result = asyncio.run(_measure(url, proc.pid if proc else None, args, storage))
+        if ws is not None:
+            result.update(_stop_ws_clients(ws))
+            ws = None
     finally:
+        if ws is not None:
+            ws.kill()
+            ws.wait()
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             try:

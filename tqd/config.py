@@ -215,6 +215,8 @@ class RolesConfig(_Section):
     scheduler_interval: PositiveSeconds = 1.0
     janitor_interval: PositiveSeconds = 60.0
     heartbeat_interval: PositiveSeconds = 5.0
+    #: Seconds between writes of this process's statistics to the store.
+    stats_interval: PositiveSeconds = 1.0
     #: A process whose registration is not refreshed for this long is gone.
     worker_ttl: PositiveSeconds = 30.0
     #: A cron instant fires late by up to this much (a restart, a stall);
@@ -248,6 +250,19 @@ class HttpClientConfig(_Section):
     connections_per_host: Count = 64
     #: Seconds to open a connection before the attempt fails (and retries).
     connect_timeout: PositiveSeconds = 10.0
+class EventsConfig(_Section):
+    """``[events]``: the live stream at ``/v1/events`` (WebSocket)."""
+
+    #: Most task messages a client is sent at once; when more changes came in
+    #: one interval, it gets one "lagged" message with their number instead
+    #: (and fetches the state again).
+    buffer: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 100
+    #: Least time between two bursts of task messages to one client.
+    interval: PositiveSeconds = 0.5
+    #: A client whose socket stays full this long is closed with code 4008.
+    stall_timeout: PositiveSeconds = 30.0
+    #: Most clients at once; more are refused with 503.
+    max_clients: Count = 1000
 
 
 class Config(_Section):
@@ -269,6 +284,7 @@ class Config(_Section):
     retention: RetentionConfig = RetentionConfig()
     api: ApiConfig = ApiConfig()
     http: HttpClientConfig = HttpClientConfig()
+    events: EventsConfig = EventsConfig()
     queues: dict[str, QueueConfig] = {}
     tasks: dict[str, TaskConfig] = {}
     schedules: dict[str, ScheduleConfig] = {}

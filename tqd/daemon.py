@@ -35,10 +35,12 @@ from tqd.runtime.cron import Cron, build_schedules
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
 from tqd.runtime.janitor import Janitor
+from tqd.runtime.meter import Meter
 from tqd.runtime.pool import WorkerPool
 from tqd.runtime.progress import ProgressWriter
 from tqd.runtime.role import Role
 from tqd.runtime.scheduler import Scheduler
+from tqd.runtime.stats import StatsRecorder
 from tqd.runtime.supervisor import Supervisor
 from tqd.sdnotify import Notifier, forget_environment, keep_alive
 from tqd.storage.base import SHARED, Storage
@@ -64,6 +66,7 @@ class Daemon:
     catalog: Catalog | None = None
     handlers: HandlerSet | None = None
     pool: WorkerPool | None = None
+    meter: Meter | None = None
     services: Services | None = None
     roles: list[Role] = field(default_factory=list)
     cron: Cron | None = None
@@ -82,6 +85,9 @@ class Daemon:
         self.handlers = build_handlers(self.catalog, cfg)
         storage = self.storage = create_storage(cfg.storage_url, cfg)
         await storage.open()
+        # Counts this process's work from the store's changes (for /metrics, /v1/stats).
+        self.meter = Meter(self.clock)
+        storage.add_listener(self.meter.on_changes)
         self.progress = ProgressWriter(storage, self.clock, cfg.roles.progress_interval)
         self.progress.start()
         self.cron = Cron(
@@ -103,13 +109,15 @@ class Daemon:
                 self.clock,
                 self.progress,
             )
+            self.pool.observer = self.meter
+            self.meter.watch_running(self.pool.running)
         self._start_roles()
         if self.pool is not None:
             await self.pool.start()
 
         self.services = Services(
             storage=storage, catalog=self.catalog, config=cfg, clock=self.clock, pool=self.pool,
-            cron=self.cron, progress=self.progress,
+            meter=self.meter, cron=self.cron, progress=self.progress,
         )
         app = create_app(self.services)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -138,6 +146,8 @@ class Daemon:
         scheduler = Scheduler(storage, clock, cfg.roles.scheduler_interval)
         storage.add_listener(scheduler.on_changes)
         roles.append(scheduler)
+        assert self.meter is not None
+        roles.append(StatsRecorder(storage, self.meter, clock, cfg.roles.stats_interval))
         if self.cron is not None:
             roles.append(self.cron)
         # Every process registers, with or without workers (heartbeat.py).
@@ -201,6 +211,12 @@ class Daemon:
             _, late = await asyncio.wait(self._role_jobs, timeout=5.0)
             for job in late:
                 job.cancel()
+        for role in self.roles:
+            if isinstance(role, StatsRecorder):
+                try:  # the last second of statistics
+                    await asyncio.wait_for(role.run_once(self.clock.now()), 2.0)
+                except Exception as err:
+                    log.warning("could not record the last statistics: %s", err)
         if self.storage is not None and self.roles:  # registered only once roles ran
             try:
                 await self.storage.unregister_worker(self.worker_id)

@@ -72,10 +72,20 @@ class UnknownTask(TqdError):
 
 
 class StorageUnavailable(TqdError):
-    """The store does not answer; the request may be tried again."""
+    """The store does not answer; the request may be tried again.
+
+    ``raised`` counts how many were made in this process, wherever they were
+    raised (tqd_storage_errors_total): every backend reports an unusable
+    store with one of these, so counting here misses none.
+    """
 
     code = "storage_unavailable"
     status = 503
+    raised = 0
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        StorageUnavailable.raised += 1
 
 
 class ShuttingDown(TqdError):

@@ -94,13 +94,25 @@ class Task(msgspec.Struct):
 class Change(NamedTuple):
     """One task changed state; every process sharing the store may see it.
 
-    ``state`` is the new state, or ``"deleted"``.
+    ``state`` is the new state, or ``"deleted"``. ``op`` names the storage
+    operation of *this* process that made the change (one of :data:`OPS`);
+    it is empty for a change made by another process sharing the store. So a
+    listener can count the work this process did (metrics) apart from what
+    it merely heard of.
     """
 
     id: str
     queue: str
     name: str
     state: str
+    op: str = ""
+
+
+#: The storage operations a local :class:`Change` can come from.
+OPS = frozenset(
+    {"enqueue", "lease", "settle", "reclaim", "promote", "expire", "cancel", "retry",
+     "delete", "purge", "redrive"}
+)
 
 
 class QueueChange(NamedTuple):
@@ -196,7 +208,9 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     last_heartbeat: float = 0.0
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: What a task or queue name looks like (also the pattern in the OpenAPI document).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def valid_name(name: str) -> bool:
@@ -240,3 +254,24 @@ def make_error(kind: str, message: str, attempt: int, at: float) -> dict[str, An
     handler-specific word such as ``exit``.
     """
     return {"attempt": attempt, "kind": kind, "message": message[:4000], "at": rfc3339(at)}
+
+
+#: The ``queue`` of statistics summed over every queue.
+ALL_QUEUES = "*"
+
+
+class StatsBucket(msgspec.Struct, kw_only=True):
+    """Task counts of one queue during one bucket of time (a second or a minute).
+
+    ``t`` is the start of the bucket (epoch seconds); ``queue`` is a queue
+    name or :data:`ALL_QUEUES`. ``latency`` is a histogram of enqueue-to-start
+    latencies (see tqd.histogram): bucket index -> number of tasks started.
+    Written per second by each process and summed by the store.
+    """
+
+    t: int
+    queue: str
+    enqueued: int = 0
+    completed: int = 0
+    failed: int = 0
+    latency: dict[int, int] = msgspec.field(default_factory=dict)

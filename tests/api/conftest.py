@@ -1,7 +1,11 @@
 """The API under test: create_app() with a Services object on a real SQLite
 store, served by pytest-aiohttp's test server. No worker pool runs: tests
 move tasks through their life with the store's own operations, so every
-state is reached exactly when the test wants it."""
+state is reached exactly when the test wants it.
+
+``start_tqd``/``tqd``/``http`` instead start a whole tqd in this process (the
+Daemon: pool, roles, API on a free port), for the tests of live behaviour:
+metrics that move as tasks run, the event stream, statistics."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
@@ -16,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from tqd.api.app import Services, create_app
 from tqd.clock import SystemClock
 from tqd.config import load_config
+from tqd.daemon import Daemon
 from tqd.models import Outcome, Task, make_error
 from tqd.runtime.catalog import Catalog
 from tqd.storage.sqlite import SqliteStorage
@@ -111,3 +117,35 @@ async def make_api(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[MakeApi
 async def api(make_api: MakeApi) -> Api:
     """The API with the default configuration."""
     return await make_api()
+
+
+@pytest.fixture
+async def start_tqd(tmp_path) -> AsyncIterator[Callable[..., Any]]:
+    """``await start_tqd(**settings)``: a started Daemon; settings are tqd.toml
+    keys (``events={"buffer": 5}``). Stopped after the test."""
+    started: list[Daemon] = []
+
+    async def start(**settings: Any) -> Daemon:
+        overrides = {"listen": "127.0.0.1:0", "storage": f"sqlite://{tmp_path}/tqd.db",
+                     "shutdown_grace": 2.0, **settings}
+        daemon = Daemon(load_config(None, env={}, overrides=overrides))
+        await daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in reversed(started):
+        await daemon.stop()
+
+
+@pytest.fixture
+async def tqd(start_tqd) -> Daemon:
+    """A tqd with the default settings."""
+    return await start_tqd()
+
+
+@pytest.fixture
+async def http(tqd) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session whose relative URLs go to ``tqd``."""
+    async with aiohttp.ClientSession(base_url=tqd.url) as session:
+        yield session

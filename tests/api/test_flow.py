@@ -177,3 +177,30 @@ async def test_remote_progress_bodies_are_checked(flow, body, message):
     status, answer = await flow.call("POST", "/v1/tasks/00000000000000000000/progress", body)
     assert status == 400
     assert answer["error"]["message"] == message
+
+
+async def test_the_answers_match_the_contract(flow):
+    """Decoded into the contract's structs (unknown or missing fields fail)."""
+    import msgspec
+    import orjson
+
+    from tqd.api import contract
+
+    def check(body, kind):
+        return msgspec.json.decode(orjson.dumps(body), type=kind)
+
+    await flow.svc.cron.run_once(T0)
+    flow.svc.clock.advance(60)
+    await flow.svc.cron.run_once(flow.svc.clock.now())
+    _, listed = await flow.call("GET", "/v1/schedules")
+    check(listed, contract.ScheduleList)
+    _, triggered = await flow.call("POST", "/v1/schedules/minutely/trigger")
+    check(triggered, contract.TaskOut)
+    [leased] = [t for t in await flow.lease("fast") if t.id == triggered["id"]]
+    _, noted = await flow.call("POST", f"/v1/tasks/{leased.id}/progress",
+                               {"token": leased.lease_token, "progress": 1, "message": "m"})
+    check(noted, contract.ProgressNoted)
+    _, shown = await flow.call("GET", f"/v1/tasks/{leased.id}")
+    out = check(shown, contract.TaskOut)
+    assert out.progress is not None and out.progress.fraction == 1.0
+    assert out.unique_key is not None

@@ -92,7 +92,15 @@ def make(clock: FakeClock) -> TaskMaker:
 
 @pytest.fixture
 def events(storage: Storage) -> list[Any]:
-    """Every Change and QueueChange the storage emits, in order."""
+    """Every Change and QueueChange the storage emits, in order.
+
+    ``Change.op`` is blanked so tests compare what changed; test_change_ops.py
+    checks which operation each change names.
+    """
     seen: list[Change | QueueChange] = []
-    storage.add_listener(seen.extend)
+
+    def on(batch: Any) -> None:
+        seen.extend(c._replace(op="") if type(c) is Change else c for c in batch)
+
+    storage.add_listener(on)
     return seen

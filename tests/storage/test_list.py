@@ -114,7 +114,7 @@ async def test_a_page_reflects_the_current_state(storage, make, clock):
     assert (await storage.list(state="pending")).tasks == []
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "", "-", "1.5e"])
+@pytest.mark.parametrize("cursor", ["garbage", "", "-", "1.5e", "-5", "9" * 30])
 async def test_a_malformed_cursor_is_a_bad_request(storage, make, cursor):
     await put(storage, make())
     with pytest.raises(BadRequest):

@@ -2,15 +2,16 @@
 
 What the handlers need (store, catalog, clock, ...) is one ``Services``
 object under an AppKey, built by the daemon (or by a test). Every error
-leaves as ``{"error": {"code", "message"}}``; an unexpected exception is
-logged with its traceback and answers a bare 500.
+leaves as ``{"error": {"code", "message"}}``; every 5xx is logged with its
+traceback (but for the deliberate 503s of a draining or full process).
+Every request is counted for /metrics by route template, method and status.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -21,9 +22,14 @@ from tqd.config import Config
 from tqd.errors import BadRequest, NotFound, PayloadTooLarge, ShuttingDown, TqdError
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.cron import Cron
+from tqd.runtime.meter import Meter
 from tqd.runtime.pool import WorkerPool
 from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Storage
+
+if TYPE_CHECKING:
+    from tqd.api.events import EventHub
+    from tqd.api.metrics import HttpMeter, Metrics
 
 log = logging.getLogger("tqd.api")
 
@@ -44,6 +50,13 @@ class Services:
     waiters: Waiters = field(default_factory=Waiters)
     #: Set when the daemon drains: enqueues and /readyz answer 503.
     draining: bool = False
+    #: This process's task counters (the daemon feeds it; create_app makes
+    #: one when none is given).
+    meter: Meter | None = None
+    #: Made by create_app: request counters, /metrics, the /v1/events hub.
+    http_meter: HttpMeter | None = None
+    metrics: Metrics | None = None
+    events: EventHub | None = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -78,6 +91,8 @@ async def read_body(request: web.Request) -> bytes:
 
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+#: 503s that are decisions, not failures: logged without a traceback.
+_REFUSALS = frozenset({"too_many_clients"})
 
 
 @web.middleware
@@ -91,15 +106,20 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return error_response(err)
     except TqdError as err:
         if err.status >= 500:
-            log.error("%s %s answered %d: %s", request.method, request.path, err.status,
-                      err.message, exc_info=True)
+            if err.code in _REFUSALS:
+                log.info("%s %s refused: %s", request.method, request.path, err.message)
+            else:
+                log.error("%s %s answered %d: %s", request.method, request.path, err.status,
+                          err.message, exc_info=True)
         return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _STATUS_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
-        return json_response({"error": {"code": code, "message": message}}, status=exc.status)
+        allow = exc.headers.get("Allow")
+        return json_response({"error": {"code": code, "message": message}}, status=exc.status,
+                             headers={"Allow": allow} if allow is not None else None)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return json_response(
@@ -136,11 +156,36 @@ def query_float(request: web.Request, name: str, low: float, high: float) -> flo
 
 
 def create_app(svc: Services) -> web.Application:
-    """The aiohttp application for ``svc``: every route under /v1/, health, the dashboard at /."""
-    from tqd.api import dashboard, health, progress, queues, remote, schedules, tasks, workers
+    """The aiohttp application for ``svc``: every route under /v1/, health,
+    metrics, the event stream, the API documents and the dashboard at /."""
+    from tqd.api import (
+        dashboard,
+        docs,
+        events,
+        health,
+        metrics,
+        progress,
+        queues,
+        remote,
+        schedules,
+        stats,
+        tasks,
+        workers,
+    )
 
+    if svc.meter is None:
+        svc.meter = Meter(svc.clock)
+        svc.storage.add_listener(svc.meter.on_changes)
+    svc.http_meter = metrics.HttpMeter()
+    ev = svc.config.events
+    svc.events = events.EventHub(svc.storage, svc.clock, events.EventSettings(
+        buffer=ev.buffer, interval=ev.interval, stall_timeout=ev.stall_timeout,
+        max_clients=ev.max_clients,
+    ))
+    svc.metrics = metrics.Metrics(svc.meter, svc.http_meter, extra=lambda: metrics.service_samples(svc))
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=svc.config.api.max_body_size
+        middlewares=[metrics.http_metrics_middleware(svc.http_meter), errors_middleware],
+        client_max_size=svc.config.api.max_body_size,
     )
     app[SERVICES] = svc
     svc.storage.add_listener(svc.waiters.on_changes)
@@ -151,7 +196,13 @@ def create_app(svc: Services) -> web.Application:
     remote.add_routes(app)
     schedules.add_routes(app)
     progress.add_routes(app)
+    stats.add_routes(app)
+    app.router.add_get("/v1/events", svc.events.handle)
+    metrics.add_routes(app)
+    docs.add_routes(app)
     dashboard.add_routes(app)
+    app.on_startup.append(lambda _: svc.events.start())
+    app.on_shutdown.append(lambda _: svc.events.stop())
     return app
 
 

@@ -148,6 +148,12 @@ async def lease(request: web.Request) -> web.Response:
         if request.transport is None or request.transport.is_closing():
             # The worker hung up while waiting: lease nothing it cannot receive.
             break
+    if tasks and svc.meter is not None:
+        # Enqueue-to-start latency counts the lease as the start (the worker
+        # is elsewhere; its run time is not measured here).
+        now = svc.clock.now()
+        for t in tasks:
+            svc.meter.task_started(t, now)
     return json_response({"tasks": [lease_json(t) for t in tasks]})
 
 

@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from tqd.errors import BadRequest
-from tqd.models import PRIORITY_MAX, PRIORITY_MIN, PROGRESS_MESSAGE_MAX
+from tqd.models import NAME_PATTERN, PRIORITY_MAX, PRIORITY_MIN, PROGRESS_MESSAGE_MAX, STATES
 
 #: Longest delay or timeout accepted: 10 years in seconds.
 MAX_SECONDS = 10 * 365 * 86400.0
@@ -27,6 +27,13 @@ Timeout = Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Names are checked by the handlers (with a message that says what a name
+# is); the pattern here only describes them in the OpenAPI document.
+TaskName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": NAME_PATTERN})]
+QueueName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": NAME_PATTERN})]
+PurgeState = Annotated[
+    str, msgspec.Meta(extra_json_schema={"enum": [s for s in STATES if s != "processing"]})
+]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -36,9 +43,9 @@ class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class EnqueueBody(_Body):
     """``POST /v1/tasks``: one task to enqueue."""
 
-    name: str
+    name: TaskName
     payload: Any = None
-    queue: str | None = None
+    queue: QueueName | None = None
     priority: Priority | None = None
     delay: Delay | None = None
     run_at: AwareDatetime | None = None
@@ -68,7 +75,7 @@ class ProgressBody(_Body):
 class PurgeBody(_Body):
     """``POST /v1/queues/{q}/purge``: which state to delete."""
 
-    state: str
+    state: PurgeState
 
 
 _AT = re.compile(r"^(.*?) - at `\$(.*)`$")

@@ -59,8 +59,8 @@ def _header_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isprintable() or " " in key:
-        raise BadRequest("Idempotency-Key: 1 to 255 visible characters")
+    if not 1 <= len(key) <= 255 or not all("!" <= ch <= "~" for ch in key):
+        raise BadRequest("Idempotency-Key: 1 to 255 visible ASCII characters")
     return key
 
 
@@ -141,6 +141,10 @@ async def list_tasks(request: web.Request) -> web.Response:
     """GET /v1/tasks?state=&queue=&name=&limit=&cursor= → newest first."""
     svc = services(request)
     q = request.query
+    for field in ("queue", "name"):  # (an empty value means no filter)
+        value = q.get(field)
+        if value and not valid_name(value):
+            raise BadRequest(f"{field}: not a valid {field} name")
     page = await svc.storage.list(
         state=q.get("state") or None,
         queue=q.get("queue") or None,

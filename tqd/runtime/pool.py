@@ -23,6 +23,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -53,6 +54,14 @@ class Running:
     extend_at: float = 0.0
     #: The handlers in use when it started; it keeps them across a reload.
     handlers: HandlerSet | None = None
+
+
+class TaskObserver(Protocol):
+    """Learns when the pool starts and finishes a task (for metrics)."""
+
+    def task_started(self, task: Task, now: float) -> None: ...
+
+    def task_finished(self, task: Task, now: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -112,6 +121,8 @@ class WorkerPool:
         self.progress = progress or ProgressWriter(storage, clock)
         #: Queues whose dispatch is held, with the loop time the hold ends.
         self._held: dict[str, float] = {}
+        #: Told when a task starts and ends (the daemon's Meter), or None.
+        self.observer: TaskObserver | None = None
 
     @property
     def worker_id(self) -> str:
@@ -382,6 +393,8 @@ class WorkerPool:
         self.running[task.id] = running
         self._per_queue[task.queue] = self._per_queue.get(task.queue, 0) + 1
         self.counters["started"] += 1
+        if self.observer is not None:
+            self.observer.task_started(task, now)
         running.job = asyncio.create_task(self._run(running))
 
     async def _run(self, running: Running) -> None:
@@ -397,6 +410,8 @@ class WorkerPool:
             if outcome is not None:
                 self._outcomes.append(outcome)
                 self._settle_wake.set()
+                if self.observer is not None and outcome.kind != "release":
+                    self.observer.task_finished(task, self._clock.now())
 
     async def _attempt(self, running: Running) -> Outcome | None:
         task = running.task
@@ -518,7 +533,9 @@ class WorkerPool:
             if ok:
                 running.extend_at = now + running.task.visibility_timeout / 3
             else:
-                log.info("task %s lost its lease; stopping its handler", tid)
+                task = running.task
+                log.info("task %s lost its lease; stopping its handler", tid,
+                         extra={"task_id": tid, "queue": task.queue, "task_name": task.name})
                 self._interrupt(running, LOST)
 
     def next_extend_at(self) -> float | None:

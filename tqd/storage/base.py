@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 
 from tqd.errors import BadRequest, NotFound
 from tqd.models import (
+    ALL_QUEUES,
     FINISHED_STATES,
     PROGRESS_MESSAGE_MAX,
     STATES,
@@ -35,6 +36,7 @@ from tqd.models import (
     ProgressReport,
     QueueChange,
     QueueInfo,
+    StatsBucket,
     Task,
     WorkerInfo,
     valid_name,
@@ -51,6 +53,11 @@ DURABLE_FSYNC = "durable_fsync"  # acknowledged writes reached the disk
 #: Bulk operations (purge, redrive, janitor) work in chunks of this many
 #: tasks so one call never holds the store for long.
 BULK_CHUNK = 2000
+
+#: Resolutions of the statistics (seconds per bucket) and how long the store
+#: keeps a bucket of each, in seconds after its start: a little more than
+#: the 10 minutes of per-second and 24 hours of per-minute history served.
+STATS_KEEP: dict[int, int] = {1: 660, 60: 86400 + 3600}
 
 
 def _check_visibility(visibility: float | None) -> None:
@@ -477,3 +484,42 @@ class Storage(ABC):
     @abstractmethod
     async def workers(self, now: float) -> list[WorkerInfo]:
         """Every process whose registration has not expired at ``now``."""
+
+    # -- statistics ---------------------------------------------------------
+
+    async def record_stats(self, buckets: Sequence[StatsBucket], now: float) -> None:
+        """Add per-second counts to the statistics kept in the store.
+
+        Each bucket's counts and latency histogram are added to the
+        per-second bucket of its second and the per-minute bucket of its
+        minute, summed with what every other process added (so each process
+        records only its own work). A bucket older than its retention
+        (:data:`STATS_KEEP`) at ``now`` is dropped; the store deletes old
+        buckets by itself, so the statistics stay bounded in size.
+        """
+        for b in buckets:
+            if b.queue != ALL_QUEUES and not valid_name(b.queue):
+                raise ValueError(f"not a queue name: {b.queue!r}")
+        if buckets:
+            await self._record_stats(buckets, now)
+
+    @abstractmethod
+    async def _record_stats(self, buckets: Sequence[StatsBucket], now: float) -> None: ...
+
+    async def stats(
+        self, step: int, since: int, until: int, queue: str = ALL_QUEUES
+    ) -> list[StatsBucket]:
+        """The buckets of ``queue`` at resolution ``step`` (1 or 60) that start
+        within ``[since, until]``, oldest first; a bucket in which nothing was
+        recorded is left out. Never older than the retention before ``until``.
+        """
+        if step not in STATS_KEEP:
+            raise ValueError(f"no statistics at a resolution of {step}s")
+        since = max(since, until - STATS_KEEP[step] + step)
+        since -= since % step
+        if since > until:
+            return []
+        return await self._stats(step, since, until, queue)
+
+    @abstractmethod
+    async def _stats(self, step: int, since: int, until: int, queue: str) -> list[StatsBucket]: ...

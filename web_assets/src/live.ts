@@ -5,7 +5,9 @@
 // connection the client reconnects with capped exponential backoff (with
 // jitter) and, once the server greets it again, asks every page to refetch
 // what it shows, since events were missed meanwhile. `lagged` (the server
-// dropped messages for us) triggers the same refetch.
+// dropped messages for us) triggers the same refetch, at most once every
+// LAG_RESYNC_MS: under a sustained burst the server says `lagged` twice a
+// second, and refetching every page that often would add load, not news.
 import { useEffect } from "preact/hooks";
 import { apiUrl, request } from "./api";
 import { currentToken, socketProtocols } from "./auth";
@@ -24,6 +26,15 @@ export const liveState = new Signal<LiveState>({ state: "connecting" });
 /** The latest queue list with counts, from the stream or a fetch. */
 export const queuesSignal = new Signal<Queue[] | null>(null);
 
+/** Least time between two refetches caused by `lagged`. */
+export const LAG_RESYNC_MS = 3000;
+
+/** How long to wait before the refetch a `lagged` asks for: 0 now, else until
+ * LAG_RESYNC_MS have passed since the last one. */
+export function lagResyncDelay(lastAt: number, now: number): number {
+  return Math.max(0, lastAt + LAG_RESYNC_MS - now);
+}
+
 /** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to 15 s, ±25 %. */
 export function backoff(n: number, random: () => number = Math.random): number {
   const base = Math.min(15000, 500 * 2 ** n);
@@ -39,6 +50,8 @@ class LiveStream {
   private taskListeners = new Set<(e: TaskEvent) => void>();
   private resyncListeners = new Set<() => void>();
   private stopped = true;
+  private lagResyncAt = -Infinity;
+  private lagTimer: number | undefined;
 
   start(): void {
     this.stopped = false;
@@ -119,7 +132,7 @@ class LiveStream {
         if (Array.isArray(msg.queues)) queuesSignal.value = msg.queues;
         break;
       case "lagged":
-        this.resync();
+        this.resyncAfterLag();
         break;
     }
   }
@@ -130,6 +143,16 @@ class LiveStream {
 
   private resync(): void {
     for (const fn of [...this.resyncListeners]) fn();
+  }
+
+  /** Refetch after a `lagged`, throttled; a late one covers the rest of a burst. */
+  private resyncAfterLag(): void {
+    if (this.lagTimer !== undefined) return;
+    this.lagTimer = window.setTimeout(() => {
+      this.lagTimer = undefined;
+      this.lagResyncAt = Date.now();
+      this.resync();
+    }, lagResyncDelay(this.lagResyncAt, Date.now()));
   }
 
   /** Task events only for these queues (null: all, []: none). */

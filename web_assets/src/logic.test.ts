@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { errorMessage, query } from "./api";
 import { socketProtocols } from "./auth";
 import { ago, clip, duration, pretty, progressOf } from "./format";
-import { backoff } from "./live";
+import { backoff, LAG_RESYNC_MS, lagResyncDelay } from "./live";
 import { href, parseHash } from "./router";
 import { toColumns } from "./stats";
 
@@ -87,6 +87,12 @@ describe("formatting", () => {
 });
 
 describe("live stream", () => {
+  it("refetches after lagged at once, then at most every LAG_RESYNC_MS", () => {
+    expect(lagResyncDelay(-Infinity, 1000)).toBe(0);
+    expect(lagResyncDelay(1000, 1500)).toBe(LAG_RESYNC_MS - 500);
+    expect(lagResyncDelay(1000, 1000 + LAG_RESYNC_MS + 1)).toBe(0);
+  });
+
   it("backs off exponentially to 15 s, with jitter", () => {
     const mid = () => 0.5;
     expect([0, 1, 2, 3, 4, 5, 10].map((n) => backoff(n, mid))).toEqual([500, 1000, 2000, 4000, 8000, 15000, 15000]);

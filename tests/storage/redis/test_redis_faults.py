@@ -107,7 +107,7 @@ async def test_a_unix_socket_url(tmp_path):
         heard = Heard(s)
         task = (await put(s, TaskMaker(clock)()))[0]
         assert (await s.get(task.id)).id == task.id
-        assert heard.changes == [Change(task.id, "q", "job", "pending")]
+        assert heard.changes == [Change(task.id, "q", "job", "pending", "enqueue")]
     finally:
         await s.close()
         server.stop()

@@ -50,6 +50,7 @@ from tqd.models import (
     ProgressReport,
     QueueChange,
     QueueInfo,
+    StatsBucket,
     Task,
     WorkerInfo,
     progress_json,
@@ -57,6 +58,7 @@ from tqd.models import (
     zero_counts,
 )
 from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
+from tqd.storage.redis import stats as redis_stats
 from tqd.storage.redis.batcher import EnqueueBatcher
 from tqd.storage.redis.client import (
     DOWN,
@@ -270,7 +272,8 @@ class RedisStorage(Storage):
         changes: list[Change | QueueChange] = []
         for (name, _, _), res in zip(calls, results, strict=True):
             if name not in _QUIET and res[1]:
-                changes.extend(decode_event(res[1])[1])
+                # the script's name is the operation (Change.op) of our own changes
+                changes.extend(decode_event(res[1], name.lower())[1])
         self._emit(changes)
         return results
 
@@ -655,6 +658,18 @@ class RedisStorage(Storage):
             return []
         infos = await self._guard(r.hmget(self.keys.workers_info, sorted(ids)))
         return [msgspec.json.decode(i, type=WorkerInfo) for i in infos if i is not None]
+
+    # -- statistics ---------------------------------------------------------
+
+    async def _record_stats(self, buckets: Sequence[StatsBucket], now: float) -> None:
+        if self._scripts is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        await redis_stats.record(self._scripts, self.keys, buckets, now)
+
+    async def _stats(self, step: int, since: int, until: int, queue: str) -> list[StatsBucket]:
+        return await redis_stats.read(
+            self._redis(), self.keys, step, since, until, queue, guard=self._guard
+        )
 
 
 _CONFLICTS = {

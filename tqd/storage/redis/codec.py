@@ -116,8 +116,12 @@ def pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
     return dict(zip(it, it, strict=True))
 
 
-def decode_event(message: bytes | str) -> tuple[str, list[Change | QueueChange]]:
-    """The origin and the changes of one event message (see scripts.py)."""
+def decode_event(message: bytes | str, op: str = "") -> tuple[str, list[Change | QueueChange]]:
+    """The origin and the changes of one event message (see scripts.py).
+
+    ``op`` is the operation that made them when this process ran the script
+    (see ``Change.op``); empty for a message heard from another process.
+    """
     if isinstance(message, str):
         message = message.encode()
     origin, _, text = message.partition(b" ")
@@ -125,7 +129,7 @@ def decode_event(message: bytes | str) -> tuple[str, list[Change | QueueChange]]
     queue = body["q"]
     flat = body["c"] or []  # Lua's cjson encodes an empty table as {}
     out: list[Change | QueueChange] = [
-        Change(flat[i], queue, flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)
+        Change(flat[i], queue, flat[i + 1], flat[i + 2], op) for i in range(0, len(flat), 3)
     ]
     if body.get("e"):
         out.append(QueueChange(queue, body["e"]))

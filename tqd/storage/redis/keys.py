@@ -8,6 +8,12 @@ Layout (prefix ``tqd`` by default; ``Q`` is a queue name)::
     tqd:{w}:info                    HASH   worker id -> WorkerInfo as JSON
     tqd:{cron}:fired                HASH   schedule name -> "<instant> <fired_at>",
                                            the last instant it fired for
+    tqd:stats:<step>:<Q>:<t>        HASH   statistics of queue Q (or * for all
+                                           queues) in the bucket of <step>
+                                           seconds (1 or 60) starting at <t>:
+                                           e, c, f (enqueued, completed, failed)
+                                           and h<i> (latency histogram bucket i);
+                                           expires after its retention
 
     tqd:{q:Q}:c                     HASH   state -> number of tasks (the counts)
     tqd:{q:Q}:paused                STRING exists while the queue is paused
@@ -103,6 +109,10 @@ class Keys:
     def streams(self, queue: str) -> str:
         """The set of live stream names of ``queue``."""
         return f"{self.prefix}:{{q:{queue}}}:xs"
+
+    def stats(self, step: int, queue: str, t: int) -> str:
+        """One statistics bucket (a script touches one at a time, any slot)."""
+        return f"{self.prefix}:stats:{step}:{queue}:{t}"
 
 
 def make_token(random_hex: str, queue: str) -> str:

@@ -477,6 +477,17 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
 return 1
 """
 
+# STATS_ADD: add counts into one statistics bucket and (re)set its expiry.
+# KEYS[1]  tqd:stats:<step>:<queue>:<t>
+# ARGV[1]  seconds until the bucket expires
+# ARGV[2…] pairs: field (e, c, f or h<i>), increment
+# Returns  1
+STATS_ADD = """
+for j = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[j], ARGV[j + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
 #: Every script, by name (loaded at open, reloaded after a NOSCRIPT).
 ALL: dict[str, str] = {
     name: value

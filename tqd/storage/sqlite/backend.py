@@ -19,10 +19,19 @@ from typing import Any
 import msgspec
 
 from tqd.errors import BadRequest, ConfigError, StorageUnavailable
-from tqd.models import Firing, Outcome, ProgressReport, QueueInfo, Task, WorkerInfo
+from tqd.models import (
+    Firing,
+    Outcome,
+    ProgressReport,
+    QueueInfo,
+    StatsBucket,
+    Task,
+    WorkerInfo,
+)
 from tqd.storage.base import DURABLE_FSYNC, EnqueueResult, Page, Storage
 from tqd.storage.sqlite import ops
 from tqd.storage.sqlite.schema import migrate
+from tqd.storage.sqlite.stats import op_record_stats, op_stats
 from tqd.storage.sqlite.threads import Reader, Writer, connect
 
 
@@ -168,6 +177,8 @@ class SqliteStorage(Storage):
                 before = int(cursor)
             except ValueError:
                 raise BadRequest("cursor: not a cursor returned by this API") from None
+            if not 0 < before < 2**63:  # SQLite integers are 64-bit; larger ones raise
+                raise BadRequest("cursor: not a cursor returned by this API")
         return await self._read(ops.op_list, state, queue, name, limit, before)
 
     async def _cancel(self, task_id: str, now: float) -> Task:
@@ -211,3 +222,9 @@ class SqliteStorage(Storage):
     async def workers(self, now: float) -> list[WorkerInfo]:
         rows = await self._read(ops.op_workers, now)
         return [msgspec.json.decode(r, type=WorkerInfo) for r in rows]
+
+    async def _record_stats(self, buckets: Sequence[StatsBucket], now: float) -> None:
+        await self._write(op_record_stats, buckets, now)
+
+    async def _stats(self, step: int, since: int, until: int, queue: str) -> list[StatsBucket]:
+        return await self._read(op_stats, step, since, until, queue)

@@ -139,7 +139,7 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
         ))
         results.append(EnqueueResult(t, True))
         deltas[(t.queue, t.state)] += 1
-        changes.append(Change(t.id, t.queue, t.name, t.state))
+        changes.append(Change(t.id, t.queue, t.name, t.state, "enqueue"))
     try:
         conn.executemany(_INSERT, rows)
     except sqlite3.IntegrityError:
@@ -173,7 +173,7 @@ def op_lease(
     rows.sort(key=lambda r: (-r[0], r[1]))
     tasks = [task_from_row(r[2:]) for r in rows]
     _move(conn, queue, "pending", "processing", len(tasks))
-    changes.extend([Change(t.id, queue, t.name, "processing") for t in tasks])
+    changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
     return tasks
 
 
@@ -228,7 +228,7 @@ def op_settle(conn: Conn, changes: list, outcomes: Sequence[Outcome], now: float
                 accepted[i] = True
                 deltas[(o.queue, "processing")] -= 1
                 deltas[(o.queue, "completed")] += 1
-                changes.append(Change(o.task_id, o.queue, o.name, "completed"))
+                changes.append(Change(o.task_id, o.queue, o.name, "completed", "settle"))
             done = set(fast)
             slow = [i for i in slow if i not in done]
         else:
@@ -241,7 +241,7 @@ def op_settle(conn: Conn, changes: list, outcomes: Sequence[Outcome], now: float
             accepted[i] = True
             deltas[(row[0], "processing")] -= 1
             deltas[(row[0], state)] += 1
-            changes.append(Change(o.task_id, row[0], row[1], state))
+            changes.append(Change(o.task_id, row[0], row[1], state, "settle"))
     _bump(conn, deltas)
     return accepted
 
@@ -302,7 +302,7 @@ def op_reclaim(conn: Conn, changes: list, where: str, params: tuple, now: float,
         )
         deltas[(t.queue, "processing")] -= 1
         deltas[(t.queue, state)] += 1
-        changes.append(Change(t.id, t.queue, t.name, state))
+        changes.append(Change(t.id, t.queue, t.name, state, "reclaim"))
         t.state, t.attempts, t.finished_at, t.errors = state, attempts, finished, history
         t.lease_token = t.lease_expires_at = t.worker = None
         out.append(t)
@@ -321,7 +321,7 @@ def op_promote(conn: Conn, changes: list, now: float, limit: int) -> int:
     for tid, queue, name in rows:
         deltas[(queue, "scheduled")] -= 1
         deltas[(queue, "pending")] += 1
-        changes.append(Change(tid, queue, name, "pending"))
+        changes.append(Change(tid, queue, name, "pending", "promote"))
     _bump(conn, deltas)
     return len(rows)
 
@@ -339,7 +339,7 @@ def op_expire(conn: Conn, changes: list, state: str, before: float, limit: int) 
     deltas: Deltas = Counter()
     for tid, queue, name in rows:
         deltas[(queue, state)] -= 1
-        changes.append(Change(tid, queue, name, DELETED))
+        changes.append(Change(tid, queue, name, DELETED, "expire"))
     _bump(conn, deltas)
     return len(rows)
 
@@ -404,7 +404,7 @@ def op_cancel(conn: Conn, changes: list, task_id: str, now: float) -> Task:
         (now, task_id),
     ).fetchone()
     _move(conn, task.queue, task.state, "cancelled")
-    changes.append(Change(task.id, task.queue, task.name, "cancelled"))
+    changes.append(Change(task.id, task.queue, task.name, "cancelled", "cancel"))
     return task_from_row(row)
 
 
@@ -424,7 +424,7 @@ def op_retry(conn: Conn, changes: list, task_id: str, now: float) -> Task:
         f"UPDATE tasks SET {_REVIVE} WHERE id = ? RETURNING {TASK_COLUMNS}", (task_id,)
     ).fetchone()
     _move(conn, task.queue, task.state, "pending")
-    changes.append(Change(task.id, task.queue, task.name, "pending"))
+    changes.append(Change(task.id, task.queue, task.name, "pending", "retry"))
     return task_from_row(row)
 
 
@@ -434,7 +434,7 @@ def op_delete(conn: Conn, changes: list, task_id: str) -> None:
         raise Conflict(f"task {task_id} is processing; cancel it first or wait until it ends")
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
     _bump(conn, Counter({(task.queue, task.state): -1}))
-    changes.append(Change(task.id, task.queue, task.name, DELETED))
+    changes.append(Change(task.id, task.queue, task.name, DELETED, "delete"))
 
 
 # -- queues -------------------------------------------------------------------
@@ -485,7 +485,7 @@ def op_purge(conn: Conn, changes: list, queue: str, state: str, limit: int) -> i
     ).fetchall()
     if rows:
         _bump(conn, Counter({(queue, state): -len(rows)}))
-        changes.extend([Change(r[0], queue, r[1], DELETED) for r in rows])
+        changes.extend([Change(r[0], queue, r[1], DELETED, "purge") for r in rows])
         changes.append(QueueChange(queue, "purged"))
     return len(rows)
 
@@ -497,7 +497,7 @@ def op_redrive(conn: Conn, changes: list, queue: str, now: float, limit: int) ->
         (queue, limit),
     ).fetchall()
     _move(conn, queue, "failed", "pending", len(rows))
-    changes.extend([Change(r[0], queue, r[1], "pending") for r in rows])
+    changes.extend([Change(r[0], queue, r[1], "pending", "redrive") for r in rows])
     return len(rows)
 
 

@@ -86,7 +86,22 @@ MIGRATIONS: list[str] = [
         expires_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 2: unique tasks, progress reports, cron firings.
+    # 2: statistics for charts, one row per (resolution, queue, bucket start);
+    # old rows are deleted as new ones are recorded (stats.py).
+    """
+    CREATE TABLE stats (
+        step INTEGER NOT NULL,            -- seconds per bucket: 1 or 60
+        queue TEXT NOT NULL,              -- a queue, or '*' for all queues
+        t INTEGER NOT NULL,               -- bucket start, epoch seconds
+        enqueued INTEGER NOT NULL,
+        completed INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        latency BLOB,                     -- JSON {histogram bucket: count}
+        PRIMARY KEY (step, queue, t)
+    ) WITHOUT ROWID;
+    CREATE INDEX stats_age ON stats(step, t);
+    """,
+    # 3: unique tasks, progress reports, cron firings.
     """
     ALTER TABLE tasks ADD COLUMN unique_key TEXT;
     ALTER TABLE tasks ADD COLUMN unique_until REAL;
