@@ -165,6 +165,8 @@ PROGRESS_MESSAGE_MAX = 500
 
 def check_fraction(fraction: object) -> float:
     """A progress ``fraction`` as a float in [0, 1]; ValueError otherwise."""
+    if type(fraction) is float and 0.0 <= fraction <= 1.0:
+        return fraction  # the usual case, without the checks below
     if isinstance(fraction, bool) or not isinstance(fraction, int | float):
         raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
     value = float(fraction)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -117,6 +118,9 @@ class WorkerPool:
         self._settle_job: asyncio.Task | None = None
         self._checks: set[asyncio.Task] = set()  # lease checks in flight (_check_lease)
         self.counters = {"started": 0, "completed": 0, "failed": 0, "retried": 0}
+        #: The loop and its thread, once started (where progress is delivered).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread = 0
         self._own_progress = progress is None
         self.progress = progress or ProgressWriter(storage, clock)
         #: Queues whose dispatch is held, with the loop time the hold ends.
@@ -139,6 +143,9 @@ class WorkerPool:
     async def start(self) -> None:
         """Begin leasing: every served queue with pending tasks is active."""
         self._storage.add_listener(self._on_changes)
+        # Where handlers' progress reports are delivered (ProgressSink).
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
         if self._own_progress:
             self.progress.start()
         for info in await self._storage.queues():
@@ -418,7 +425,7 @@ class WorkerPool:
         handler = (running.handlers or self._handlers).get(task.name)
         if handler is None:
             return self._failure(task, "config", f"no handler for task {task.name!r} in this process")
-        ctx = TaskContext(task, self._on_progress)
+        ctx = TaskContext(task, self)
         timer = asyncio.timeout(task.timeout) if task.timeout else None
         # started_at becomes the moment the handler is called (the store
         # holds the lease time until the outcome is settled).
@@ -453,7 +460,8 @@ class WorkerPool:
         self.counters["completed"] += 1
         return _outcome(task, "complete", result=encoded)
 
-    def _on_progress(self, task: Task, fraction: float, message: str) -> None:
+    def task_progress(self, task: Task, fraction: float, message: str) -> None:
+        """A running handler's progress report (see TaskContext.progress)."""
         running = self.running.get(task.id)
         # A handler still reporting after its run was stopped is not heard.
         if running is not None and running.task is task and running.stop_reason is None:

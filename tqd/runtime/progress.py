@@ -38,7 +38,8 @@ class ProgressWriter:
         self._storage = storage
         self._clock = clock
         self.interval = interval
-        self._pending: dict[Key, ProgressReport] = {}
+        #: (task id, token) -> (fraction, message, at): the latest of each task
+        self._pending: dict[Key, tuple[float, str, float]] = {}
         self._waiters: dict[Key, list[asyncio.Future]] = {}
         self._ids: set[str] = set()  # task ids with a report pending
         self._wake = asyncio.Event()
@@ -95,11 +96,11 @@ class ProgressWriter:
         if len(self._pending) >= MAX_PENDING and key not in self._pending:
             oldest = next(iter(self._pending))
             self._pending.pop(oldest)
-        self._pending[key] = ProgressReport(
-            key[0], key[1], fraction, message[:PROGRESS_MESSAGE_MAX], self._clock.now()
-        )
+        # A tuple, not a report: most are replaced before they are written.
+        self._pending[key] = (fraction, message[:PROGRESS_MESSAGE_MAX], self._clock.now())
         self._ids.add(key[0])
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def _write(self) -> None:
         async with self._lock:
@@ -108,16 +109,17 @@ class ProgressWriter:
             batch, self._pending = self._pending, {}
             waiters, self._waiters = self._waiters, {}
             self._ids = set()
+            reports = [ProgressReport(tid, token, *latest) for (tid, token), latest in batch.items()]
             try:
-                stored = await self._storage.report_progress(list(batch.values()))
+                stored = await self._storage.report_progress(reports)
             except Exception as err:
                 for futs in waiters.values():
                     for fut in futs:
                         if not fut.done():
                             fut.set_exception(err)
                 # Keep the reports (a newer one of the same task wins) for the next write.
-                for key, rep in batch.items():
-                    self._pending.setdefault(key, rep)
+                for key, latest in batch.items():
+                    self._pending.setdefault(key, latest)
                     self._ids.add(key[0])
                 raise
             self.writes += 1

@@ -3,6 +3,9 @@ stderr, with real processes."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from tqd.config import ExecHandler
@@ -14,10 +17,21 @@ from tqd.runtime.handlers.exec import ExecCommand, parse_progress
 _ids = IdGenerator()
 
 
+class Sink:
+    """Collects progress reports as the pool would receive them."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        self.seen: list[tuple[float, str]] = []
+
+    def task_progress(self, task: Task, fraction: float, message: str) -> None:
+        self.seen.append((fraction, message))
+
+
 def reporting_context() -> tuple[TaskContext, list[tuple[float, str]]]:
-    seen: list[tuple[float, str]] = []
-    task = Task(id=_ids.new(), name="job", queue="jobs")
-    return TaskContext(task, lambda t, f, m: seen.append((f, m))), seen
+    sink = Sink()
+    return TaskContext(Task(id=_ids.new(), name="job", queue="jobs"), sink), sink.seen
 
 
 def sh(script: str) -> ExecCommand:

@@ -4,6 +4,7 @@ handler reports a failure, and the Handler protocol the pool calls."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -43,8 +44,14 @@ class RawJSON(bytes):
     """A result that is already encoded JSON; stored as is, not re-encoded."""
 
 
-#: Receives a task's progress: (task, fraction, message), on the event loop.
-Reporter = Callable[[Task, float, str], None]
+class ProgressSink(Protocol):
+    """Where a task's progress goes (the worker pool): ``task_progress`` is
+    called on the thread of ``loop`` (``loop_thread``)."""
+
+    loop: asyncio.AbstractEventLoop
+    loop_thread: int
+
+    def task_progress(self, task: Task, fraction: float, message: str) -> None: ...
 
 
 class LatestOnLoop:
@@ -55,21 +62,22 @@ class LatestOnLoop:
     flag before it reads the value, so the last value is never left behind.
     """
 
-    __slots__ = ("_deliver", "_latest", "_loop", "_queued")
+    __slots__ = ("_deliver", "_latest", "_loop", "_queued", "_thread")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[..., None]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, deliver: Callable[..., None],
+        loop_thread: int | None = None,
+    ) -> None:
+        """``loop_thread`` is the thread running ``loop`` (default: this one)."""
         self._loop = loop
+        self._thread = threading.get_ident() if loop_thread is None else loop_thread
         self._deliver = deliver
         self._latest: tuple | None = None
         self._queued = False
 
     def put(self, *value: Any) -> None:
         """Deliver ``value`` now when called on the loop's thread, else soon."""
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
+        if threading.get_ident() == self._thread:
             self._deliver(*value)
             return
         self._latest = value
@@ -94,14 +102,13 @@ class TaskContext:
     ``progress()`` reports how far the handler got.
     """
 
-    __slots__ = ("_hop", "_loop", "_payload", "_reporter", "_task")
+    __slots__ = ("_hop", "_payload", "_sink", "_task")
 
-    def __init__(self, task: Task, reporter: Reporter | None = None) -> None:
+    def __init__(self, task: Task, sink: ProgressSink | None = None) -> None:
+        """``sink`` receives the progress reports (None: they go nowhere)."""
         self._task = task
         self._payload: Any = _UNSET
-        self._reporter = reporter
-        # Built on the loop's thread, as the pool builds every context.
-        self._loop = asyncio.get_running_loop() if reporter is not None else None
+        self._sink = sink
         self._hop: LatestOnLoop | None = None  # made at the first report
 
     def progress(self, fraction: float, message: str = "") -> None:
@@ -113,15 +120,17 @@ class TaskContext:
         for a fraction outside [0, 1].
         """
         value = check_fraction(fraction)
-        if self._loop is None:
+        sink = self._sink
+        if sink is None:
             return
         if self._hop is None:
-            self._hop = LatestOnLoop(self._loop, self._report)
-        self._hop.put(value, str(message)[:PROGRESS_MESSAGE_MAX])
+            self._hop = LatestOnLoop(sink.loop, self._report, sink.loop_thread)
+        self._hop.put(value, message if type(message) is str and len(message) <= PROGRESS_MESSAGE_MAX
+                      else str(message)[:PROGRESS_MESSAGE_MAX])
 
     def _report(self, fraction: float, message: str) -> None:
-        assert self._reporter is not None
-        self._reporter(self._task, fraction, message)
+        assert self._sink is not None
+        self._sink.task_progress(self._task, fraction, message)
 
     @property
     def task_id(self) -> str:
