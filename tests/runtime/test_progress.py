@@ -184,3 +184,56 @@ async def test_the_store_being_down_keeps_the_latest_report(store, clock):
     writer._storage = store
     await writer.flush()
     assert progress_of(await store.get(a.id))["message"] == "kept"
+
+
+async def test_a_report_being_written_counts_as_pending(clock):
+    """The pool flushes before a settle; a write already on its way must be
+    waited for too, or the settle could overtake it."""
+    gate = asyncio.Event()
+    written: list = []
+
+    class Slow:
+        async def report_progress(self, reports):
+            await gate.wait()
+            written.extend(reports)
+            return [True] * len(reports)
+
+    writer = ProgressWriter(Slow(), clock, interval=0.01)  # type: ignore[arg-type]
+    writer.report("a", "t", 0.5)
+    in_flight = asyncio.create_task(writer.flush())
+    await until(lambda: not writer._pending, message="the write started")
+    assert writer.pending_for(["a"]) and not writer.pending_for(["b"])
+    flushed = asyncio.create_task(writer.flush())
+    await asyncio.sleep(0.01)
+    assert not flushed.done()  # waits for the write in flight
+    gate.set()
+    await in_flight
+    await flushed
+    assert [r.task_id for r in written] == ["a"] and not writer.pending_for(["a"])
+
+
+async def test_over_the_cap_the_oldest_unawaited_report_goes(clock, monkeypatch):
+    import tqd.runtime.progress as progress
+
+    monkeypatch.setattr(progress, "MAX_PENDING", 3)
+    stored: list = []
+
+    class Store:
+        async def report_progress(self, reports):
+            stored.extend(r.task_id for r in reports)
+            return [True] * len(reports)
+
+    writer = ProgressWriter(Store(), clock)  # type: ignore[arg-type]
+    waiting = asyncio.create_task(writer.submit("kept", "t", 0.1))  # not started: writes at once
+    await waiting
+    writer._job = asyncio.create_task(asyncio.sleep(3600))  # pretend the loop runs
+    try:
+        waiter = asyncio.create_task(writer.submit("awaited", "t", 0.1))
+        await asyncio.sleep(0)
+        for name in ("b", "c", "d"):
+            writer.report(name, "t", 0.2)
+        await writer.flush()
+        assert await waiter is True
+        assert stored == ["kept", "awaited", "c", "d"]  # "b" went to make room
+    finally:
+        writer._job.cancel()

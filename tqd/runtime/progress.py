@@ -42,6 +42,7 @@ class ProgressWriter:
         self._pending: dict[Key, tuple[float, str, float]] = {}
         self._waiters: dict[Key, list[asyncio.Future]] = {}
         self._ids: set[str] = set()  # task ids with a report pending
+        self._writing: set[str] = set()  # task ids whose reports are being written
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -81,9 +82,12 @@ class ProgressWriter:
         return await fut
 
     def pending_for(self, task_ids: Iterable[str]) -> bool:
-        """Whether any of these tasks has a report not yet written."""
-        ids = self._ids
-        return bool(ids) and any(tid in ids for tid in task_ids)
+        """Whether any of these tasks has a report not yet written (or being
+        written: ``flush`` waits for that write too)."""
+        ids, writing = self._ids, self._writing
+        if not ids and not writing:
+            return False
+        return any(tid in ids or tid in writing for tid in task_ids)
 
     async def flush(self) -> None:
         """Write every pending report now (errors are logged, not raised)."""
@@ -94,8 +98,10 @@ class ProgressWriter:
 
     def _put(self, key: Key, fraction: float, message: str) -> None:
         if len(self._pending) >= MAX_PENDING and key not in self._pending:
-            oldest = next(iter(self._pending))
-            self._pending.pop(oldest)
+            # The oldest report nobody waits for goes (a waiting request keeps its own).
+            oldest = next((k for k in self._pending if k not in self._waiters), None)
+            if oldest is not None:
+                del self._pending[oldest]
         # A tuple, not a report: most are replaced before they are written.
         self._pending[key] = (fraction, message[:PROGRESS_MESSAGE_MAX], self._clock.now())
         self._ids.add(key[0])
@@ -108,7 +114,7 @@ class ProgressWriter:
                 return
             batch, self._pending = self._pending, {}
             waiters, self._waiters = self._waiters, {}
-            self._ids = set()
+            self._writing, self._ids = self._ids, set()
             reports = [ProgressReport(tid, token, *latest) for (tid, token), latest in batch.items()]
             try:
                 stored = await self._storage.report_progress(reports)
@@ -122,6 +128,8 @@ class ProgressWriter:
                     self._pending.setdefault(key, latest)
                     self._ids.add(key[0])
                 raise
+            finally:
+                self._writing = set()
             self.writes += 1
             for key, ok in zip(batch, stored, strict=True):
                 for fut in waiters.get(key, ()):
