@@ -184,3 +184,39 @@ def test_sighup_changes_queue_limits_and_concurrency(tmp_path: Path) -> None:
         assert counts()["processing"] == 3 and counts()["pending"] == 1
         assert daemon.stop() == 0
     assert "handed back 3 tasks" in daemon.stderr
+
+
+def test_sighup_reloads_schedules(tmp_path: Path) -> None:
+    """A schedule added by a reload fires; a removed one stops; a broken one is
+    refused and the running schedules are kept."""
+    config = tmp_path / "tqd.toml"
+    first = '[schedules.old]\ncron = "@yearly"\ntask = "tqd.noop"\n'
+    config.write_text(first)
+    with Daemon(f"sqlite://{tmp_path}/tqd.db", config=config) as daemon:
+        def names() -> list[str]:
+            status, body = daemon.call("GET", "/v1/schedules")
+            assert status == 200, body
+            return [s["name"] for s in body["schedules"]]
+
+        assert names() == ["old"]
+        config.write_text('[schedules.tick]\ncron = "* * * * * *"\ntask = "tqd.echo"\n'
+                          'payload = "tock"\n')
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: names() == ["tick"], message="the new schedule")
+
+        def fired() -> list[dict]:
+            _, page = daemon.call("GET", "/v1/tasks?name=tqd.echo")
+            return [t for t in page["tasks"] if (t["idempotency_key"] or "").startswith("cron:tick:")]
+
+        done = wait_until(lambda: [t for t in fired() if t["state"] == "completed"],
+                          message="a task of the new schedule")
+        assert done[0]["result"] == "tock"
+        config.write_text('[schedules.tick]\ncron = "* * * * * *"\ntask = "nope"\n')
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: any("reload refused" in ln for ln in daemon.stderr_lines),
+                   message="refusal")
+        refusal = [ln for ln in daemon.stderr_lines if "reload refused" in ln][-1]
+        assert "schedules.tick.task: unknown task 'nope'" in refusal, refusal
+        assert names() == ["tick"]
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.stderr

@@ -27,6 +27,8 @@ DEPENDENCIES = (
     ("msgspec", "msgspec"),
     ("redis", "redis"),
     ("prometheus_client", "prometheus-client"),
+    ("cronsim", "cronsim"),
+    ("tzdata", "tzdata"),
 )
 
 

@@ -233,13 +233,16 @@ def _migrate(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     from tqd.config import load_config
     from tqd.runtime.catalog import Catalog
+    from tqd.runtime.cron import build_schedules
     from tqd.runtime.handlers import build_handlers
 
     config = load_config(args.path)
-    build_handlers(Catalog(config), config)
+    catalog = Catalog(config)
+    build_handlers(catalog, config)
+    build_schedules(config, catalog)
     tasks = len(config.tasks)
     print(f"{config.source}: ok ({tasks} task definitions, {len(config.queues)} queues, "
-          f"storage {config.storage_url}, listen {config.listen})")
+          f"{len(config.schedules)} schedules, storage {config.storage_url}, listen {config.listen})")
     return EXIT_OK
 
 

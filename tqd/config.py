@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from tqd.cronspec import CronError, CronSpec, load_zone
 from tqd.errors import ConfigError
 from tqd.models import PRIORITY_MAX, PRIORITY_MIN, valid_name
 from tqd.tokens import HASH_PATTERN
@@ -29,6 +30,9 @@ DB_FILENAME = "tqd.db"
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
+Priority = Annotated[int, msgspec.Meta(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+#: The builtin handlers; their task names are ``tqd.<name>``.
+BUILTIN_NAMES = ("noop", "echo", "sleep", "fail")
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -134,12 +138,34 @@ class TaskConfig(_Section):
 
     handler: str | HandlerConfig | None = None
     queue: str | None = None
-    priority: Annotated[int, msgspec.Meta(ge=PRIORITY_MIN, le=PRIORITY_MAX)] = 0
+    priority: Priority = 0
     max_attempts: Count | None = None
     timeout: PositiveSeconds | None = None
     visibility_timeout: PositiveSeconds | None = None
     backoff_base: PositiveSeconds | None = None
     backoff_max: PositiveSeconds | None = None
+    #: Seconds a task of this name holds its unique key (the request's
+    #: ``unique_key``, else a hash of its payload): an enqueue of a twin
+    #: meanwhile returns the task already there. None: not unique.
+    unique_for: PositiveSeconds | None = None
+
+
+class ScheduleConfig(_Section):
+    """``[schedules.NAME]``: enqueue ``task`` at each instant ``cron`` names.
+
+    ``cron`` has five fields (six with seconds first) or is a shortcut such
+    as ``@daily``, read in ``timezone`` (an IANA name). Unset ``queue`` and
+    ``priority`` come from the task's definition. ``catch_up``: at start,
+    make up the latest instant missed while no tqd ran (once).
+    """
+
+    cron: str
+    task: str
+    timezone: str = "UTC"
+    payload: Any = None
+    queue: str | None = None
+    priority: Priority | None = None
+    catch_up: bool = False
 
 
 class QueueConfig(_Section):
@@ -194,6 +220,12 @@ class RolesConfig(_Section):
     stats_interval: PositiveSeconds = 1.0
     #: A process whose registration is not refreshed for this long is gone.
     worker_ttl: PositiveSeconds = 30.0
+    #: A cron instant fires late by up to this much (a restart, a stall);
+    #: an older one counts as missed (made up only with catch_up).
+    cron_misfire_grace: Seconds = 10.0
+    #: Progress reports are written at most once per this many seconds (the
+    #: latest report of each task wins); reports in between cost nothing.
+    progress_interval: PositiveSeconds = 1.0
 
 
 class RetentionConfig(_Section):
@@ -284,6 +316,7 @@ class Config(_Section):
     events: EventsConfig = EventsConfig()
     queues: dict[str, QueueConfig] = {}
     tasks: dict[str, TaskConfig] = {}
+    schedules: dict[str, ScheduleConfig] = {}
     #: Where the config was read from (not a setting).
     source: str = ""
 
@@ -305,7 +338,9 @@ class Config(_Section):
 
 # Tables whose keys are names chosen by the user; converted entry by entry so
 # an error can name the entry.
-_NAMED_TABLES: dict[str, type] = {"queues": QueueConfig, "tasks": TaskConfig}
+_NAMED_TABLES: dict[str, type] = {
+    "queues": QueueConfig, "tasks": TaskConfig, "schedules": ScheduleConfig,
+}
 # Settings that may also come from TQD_<NAME> variables.
 ENV_SETTINGS = ("config", "listen", "storage", "data_dir", "log_level", "log_format")
 
@@ -464,6 +499,8 @@ def _check(config: Config, source: str, check_paths: bool) -> None:
             _check_http_handler(handler, f"{where}.handler")
         elif isinstance(handler, ExecHandler):
             _check_exec_handler(handler, f"{where}.handler")
+    for name, schedule in config.schedules.items():
+        _check_schedule(config, name, schedule, f"{source}: schedules.{_quote(name)}")
     _check_security(config, source)
     if check_paths:
         _check_paths(config, source)
@@ -489,6 +526,27 @@ def _check_security(config: Config, source: str) -> None:
                 f"{source}: api.cors_origins[{i}]: expected scheme://host[:port] "
                 f"(no path, no trailing slash) or \"*\", got {origin!r}"
             )
+
+
+def _check_schedule(config: Config, name: str, schedule: ScheduleConfig, where: str) -> None:
+    if not valid_name(name):
+        raise ConfigError(f"{where}: {NAME_RULE}")
+    try:
+        load_zone(schedule.timezone)
+    except CronError as err:
+        raise ConfigError(f"{where}.timezone: {err}") from None
+    try:
+        CronSpec(schedule.cron, schedule.timezone)
+    except CronError as err:
+        raise ConfigError(f"{where}.cron: {err}") from None
+    builtin = schedule.task.startswith("tqd.") and schedule.task[4:] in BUILTIN_NAMES
+    if schedule.task not in config.tasks and not builtin:
+        known = sorted({*config.tasks, *(f"tqd.{b}" for b in BUILTIN_NAMES)})
+        raise ConfigError(
+            f"{where}.task: unknown task {schedule.task!r}; known tasks: {', '.join(known)}"
+        )
+    if schedule.queue is not None and not valid_name(schedule.queue):
+        raise ConfigError(f"{where}.queue: {NAME_RULE}")
 
 
 def _check_http_handler(handler: HttpHandler, where: str) -> None:
@@ -536,7 +594,7 @@ def parse_handler_string(value: str, where: str, kind: str | None = None) -> Han
     """``module:function`` → PythonHandler, ``builtin:NAME`` → BuiltinHandler."""
     if kind is None and value.startswith("builtin:"):
         name = value.removeprefix("builtin:")
-        if name not in ("noop", "echo", "sleep", "fail"):
+        if name not in BUILTIN_NAMES:
             raise ConfigError(f"{where}: unknown builtin {name!r} (noop, echo, sleep, fail)")
         return BuiltinHandler(name=name)  # type: ignore[arg-type]
     ident = r"[A-Za-z_][A-Za-z0-9_]*"

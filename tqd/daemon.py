@@ -33,11 +33,13 @@ from tqd.errors import ConfigError
 from tqd.exposure import is_loopback, tls_context
 from tqd.reload import pool_settings, reload_daemon
 from tqd.runtime.catalog import Catalog
+from tqd.runtime.cron import Cron, build_schedules
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
 from tqd.runtime.janitor import Janitor
 from tqd.runtime.meter import Meter
 from tqd.runtime.pool import WorkerPool
+from tqd.runtime.progress import ProgressWriter
 from tqd.runtime.role import Role
 from tqd.runtime.scheduler import Scheduler
 from tqd.runtime.stats import StatsRecorder
@@ -69,6 +71,8 @@ class Daemon:
     meter: Meter | None = None
     services: Services | None = None
     roles: list[Role] = field(default_factory=list)
+    cron: Cron | None = None
+    progress: ProgressWriter | None = None
     url: str = ""
     _role_jobs: list[asyncio.Task] = field(default_factory=list)
     #: Closings of handler sets a reload replaced (see tqd/reload.py).
@@ -79,12 +83,18 @@ class Daemon:
         """Start every part; return the URL the API listens on."""
         cfg = self.config
         self.catalog = Catalog(cfg)
+        schedules = build_schedules(cfg, self.catalog)
         self.handlers = build_handlers(self.catalog, cfg)
         storage = self.storage = create_storage(cfg.storage_url, cfg)
         await storage.open()
         # Counts this process's work from the store's changes (for /metrics, /v1/stats).
         self.meter = Meter(self.clock)
         storage.add_listener(self.meter.on_changes)
+        self.progress = ProgressWriter(storage, self.clock, cfg.roles.progress_interval)
+        self.progress.start()
+        self.cron = Cron(
+            storage, self.catalog, schedules, self.clock, grace=cfg.roles.cron_misfire_grace
+        )
         queues = set(cfg.queues) | self.catalog.queues() | {cfg.defaults.queue}
         await storage.declare_queues(sorted(queues))
         if SHARED not in storage.capabilities:
@@ -99,6 +109,7 @@ class Daemon:
                 self.handlers,
                 pool_settings(cfg, self.catalog, self.worker_id),
                 self.clock,
+                self.progress,
             )
             self.pool.observer = self.meter
             self.meter.watch_running(self.pool.running)
@@ -108,7 +119,7 @@ class Daemon:
 
         self.services = Services(
             storage=storage, catalog=self.catalog, config=cfg, clock=self.clock, pool=self.pool,
-            meter=self.meter,
+            meter=self.meter, cron=self.cron, progress=self.progress,
         )
         app = create_app(self.services)
         self._runner = web.AppRunner(
@@ -144,6 +155,8 @@ class Daemon:
         roles.append(scheduler)
         assert self.meter is not None
         roles.append(StatsRecorder(storage, self.meter, clock, cfg.roles.stats_interval))
+        if self.cron is not None:
+            roles.append(self.cron)
         # Every process registers, with or without workers (heartbeat.py).
         shortest = min(d.visibility_timeout for d in self.catalog.definitions())
         roles.append(
@@ -218,6 +231,8 @@ class Daemon:
                 log.warning("could not unregister this process: %s", err)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.progress is not None:
+            await self.progress.close()
         if self.handlers is not None:
             await self.handlers.close()
         if self.storage is not None:

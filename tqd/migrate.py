@@ -8,7 +8,8 @@ process (``GET /v1/workers`` would list it) is refused.
 
 What is copied: every task in every state with its whole history (attempts,
 error history, times, result, idempotency key, worker), each queue, and
-whether it is paused. Tasks are read newest first in pages, spilled to a
+whether it is paused, and the last instant each cron schedule fired for (so
+no instant fires again after the move). Tasks are read newest first in pages, spilled to a
 temporary file, and written oldest first in batches, so the target's
 first-in-first-out order is the source's.
 
@@ -76,6 +77,8 @@ class MigrationReport:
     target_delta: Counter = field(default_factory=Counter)
     queues: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
+    #: Cron schedules whose last firing was copied.
+    firings: int = 0
     #: processing tasks taken back while copying: how many became pending / failed.
     revived: Counter = field(default_factory=Counter)
     skipped_existing: int = 0
@@ -101,7 +104,8 @@ class MigrationReport:
                   for r in rows]
         total = sum(self.copied.values())
         lines.append(f"queues: {len(self.queues)} ({', '.join(self.queues) or 'none'}); "
-                     f"paused: {', '.join(self.paused) or 'none'}")
+                     f"paused: {', '.join(self.paused) or 'none'}; "
+                     f"cron firings: {self.firings}")
         if self.revived:
             lines.append(
                 f"processing tasks with an open lease: {sum(self.revived.values())} "
@@ -260,6 +264,10 @@ async def copy_store(
 
     for name in report.paused:
         await target.set_paused(name, True)
+    for name, fired in (await source.firings()).items():
+        # A compare-and-set: a later firing the target holds (force) stays.
+        await target.claim_firing(name, fired.instant, fired.fired_at)
+        report.firings += 1
     after = await _counts(target)
     report.target_delta = Counter({k: after[k] - before[k] for k in after if after[k] - before[k]})
     report.seconds = time.monotonic() - started

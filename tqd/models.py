@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import msgspec
+import orjson
 
 
 class TaskState(StrEnum):
@@ -46,6 +47,12 @@ class Task(msgspec.Struct):
     crashed worker); the running attempt is number ``attempts + 1``.
     ``attempt_budget`` is the max_attempts the task was enqueued with; a
     manual retry grants that many attempts again.
+
+    ``unique_key`` is set for task names with ``unique_for``: while this task
+    is pending, scheduled or processing and ``unique_until`` has not passed,
+    an enqueue of the same name and key in the same queue returns this task
+    instead of storing another. ``progress`` is the latest progress its
+    handler reported, as encoded JSON ``{"fraction", "message", "at"}``.
     """
 
     id: str
@@ -69,6 +76,9 @@ class Task(msgspec.Struct):
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: float | None = None
+    unique_key: str | None = None
+    unique_until: float | None = None
+    progress: bytes | None = None
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -133,6 +143,50 @@ class Outcome(msgspec.Struct, kw_only=True):
     queue: str = ""
     name: str = ""
     started_at: float | None = None
+
+
+class ProgressReport(msgspec.Struct, frozen=True):
+    """A running task's handler says how far it got, under its lease token.
+
+    ``fraction`` is in [0, 1]; ``message`` is short text; ``at`` is when it
+    was reported (epoch seconds).
+    """
+
+    task_id: str
+    token: str
+    fraction: float
+    message: str = ""
+    at: float = 0.0
+
+
+#: Longest progress message kept; longer ones are cut.
+PROGRESS_MESSAGE_MAX = 500
+
+
+def check_fraction(fraction: object) -> float:
+    """A progress ``fraction`` as a float in [0, 1]; ValueError otherwise."""
+    if type(fraction) is float and 0.0 <= fraction <= 1.0:
+        return fraction  # the usual case, without the checks below
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
+    value = float(fraction)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"progress must be a number from 0 to 1, got {fraction!r}")
+    return value
+
+
+def progress_json(report: ProgressReport) -> bytes:
+    """A progress report as a task stores and shows it."""
+    return orjson.dumps(
+        {"fraction": report.fraction, "message": report.message, "at": rfc3339(report.at)}
+    )
+
+
+class Firing(NamedTuple):
+    """The last scheduled instant a cron schedule fired for, and when."""
+
+    instant: float
+    fired_at: float
 
 
 class QueueInfo(msgspec.Struct, kw_only=True):

@@ -32,6 +32,7 @@ from tqd.config import Config
 from tqd.errors import TqdError
 from tqd.exposure import is_loopback
 from tqd.runtime.catalog import Catalog
+from tqd.runtime.cron import build_schedules
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
 from tqd.runtime.pool import PoolSettings
@@ -54,6 +55,9 @@ LIVE_SETTINGS = frozenset({
     "worker.lease_batch",
     "api.max_batch",
     "api.max_wait",
+    "schedules",
+    "roles.cron_misfire_grace",
+    "roles.progress_interval",
     # read by the API at each request (tqd/api/auth.py, cors.py, limits.py):
     # tokens can be rotated without a restart
     "tokens",
@@ -142,6 +146,7 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
     handlers: HandlerSet | None = None
     try:
         catalog = Catalog(config, ids=daemon.catalog.ids)
+        schedules = build_schedules(config, catalog)
         handlers = build_handlers(catalog, config)
         queues = set(config.queues) | catalog.queues() | {config.defaults.queue}
         await daemon.storage.declare_queues(sorted(queues))
@@ -162,6 +167,10 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
                 role.interval = min(config.roles.heartbeat_interval, shortest / 3)
                 role.info.concurrency = config.worker.concurrency
                 role.wake()
+    if daemon.cron is not None:
+        daemon.cron.apply(catalog, schedules, config.roles.cron_misfire_grace)
+    if daemon.progress is not None:
+        daemon.progress.interval = config.roles.progress_interval
     if daemon.services is not None:
         daemon.services.catalog = catalog
         daemon.services.config = config
@@ -175,9 +184,10 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
 
     before, after = set(old.tasks), set(config.tasks)
     log.info(
-        "reloaded %s: %d task definitions (added: %s; removed: %s), %d queue settings; changed: %s",
+        "reloaded %s: %d task definitions (added: %s; removed: %s), %d queue settings, "
+        "%d schedules; changed: %s",
         config.source, len(config.tasks), ", ".join(sorted(after - before)) or "none",
-        ", ".join(sorted(before - after)) or "none", len(config.queues),
+        ", ".join(sorted(before - after)) or "none", len(config.queues), len(schedules),
         ", ".join(n for n in changed if n not in restart) or "nothing",
     )
     if restart:

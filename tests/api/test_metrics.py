@@ -104,8 +104,12 @@ async def test_a_redis_deployment_counts_work_where_it_was_done(start_tqd, redis
                 assert resp.status == 201
 
     async def done():
+        # The counter moves when a handler ends; the depth once the outcome
+        # is stored (a moment later): wait for both.
         m = await scrape(worker.url)
-        return value(m, "tqd_tasks_completed_total", queue="default", name="tqd.noop") == 4 and m
+        counted = value(m, "tqd_tasks_completed_total", queue="default", name="tqd.noop") == 4
+        stored = value(m, "tqd_queue_depth", queue="default", state="completed") == 4
+        return counted and stored and m
 
     by_worker = await eventually(done)
     by_api = await scrape(api.url)

@@ -89,8 +89,10 @@ def run_schemathesis(url: str, tmp_path, seed: int) -> None:
 
 
 def test_the_live_app_on_sqlite_keeps_its_contract(tmp_path):
+    # A schedule (so its trigger enqueues) and a unique task name.
     config = tmp_path / "tqd.toml"
-    config.write_text(CONFIG)
+    config.write_text('[schedules.nightly]\ncron = "@daily"\ntask = "tqd.noop"\n'
+                      '[tasks.once]\nhandler = "builtin:noop"\nunique_for = 60\n' + CONFIG)
     with Daemon(f"sqlite://{tmp_path}/tqd.db", config=config) as tqd:
         run_schemathesis(tqd.url, tmp_path, seed=1)
 

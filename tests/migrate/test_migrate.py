@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.daemon import ROOT, tqd_env
 from tests.storage.helpers import TaskMaker, complete, fail
 from tqd.clock import FakeClock
-from tqd.models import STATES, Task, WorkerInfo
+from tqd.models import STATES, Firing, ProgressReport, Task, WorkerInfo
 from tqd.storage.base import Storage
 from tqd.storage.redis import RedisStorage
 from tqd.storage.sqlite import SqliteStorage
@@ -43,6 +43,7 @@ async def fill(storage: Storage) -> dict[str, list[Task]]:
         [make(key=f"k{i}", priority=i % 3, payload=b'{"i":%d}' % i) for i in range(40)]
         + [make(queue="mail", delay=60.0) for _ in range(5)]
         + [make(queue="mail") for _ in range(6)]
+        + [make(queue="mail", unique=f"acct-{i}") for i in range(2)]
     )
     clock.advance(1.0)
     leased = await storage.lease("q", 20, "old-host:1:aa", clock.now())
@@ -52,7 +53,10 @@ async def fill(storage: Storage) -> dict[str, list[Task]]:
     await storage.settle([fail(t, at=clock.now()) for t in leased[11:14]], clock.now())
     await storage.cancel(leased[14].id, clock.now())
     # leased[15:20] stay processing: their process "died" with the lease open
+    t = leased[15]
+    assert await storage.report_progress([ProgressReport(t.id, t.lease_token, 0.5, "half")])
     await storage.set_paused("mail", True)
+    await storage.claim_firing("nightly", clock.now() - 60, clock.now() - 59)
     return {"processing": leased[15:20]}
 
 
@@ -101,6 +105,7 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_server, redis_pref
     assert "counts match" in done.stdout
     assert "5 pending again" in done.stdout
     assert "paused: mail" in done.stdout
+    assert "cron firings: 1" in done.stdout
 
     redis = RedisStorage(redis_server.url, prefix=redis_prefix)
     await redis.open()
@@ -108,6 +113,7 @@ async def test_sqlite_to_redis_and_back(tmp_path: Path, redis_server, redis_pref
         assert_same_tasks(await everything(redis), source)
         assert await redis.paused_queues() == {"mail"}
         assert {q.name for q in await redis.queues()} == {"q", "mail"}
+        assert await redis.firings() == {"nightly": Firing(1_800_000_000.0 - 59, 1_800_000_000.0 - 58)}
     finally:
         await redis.close()
 

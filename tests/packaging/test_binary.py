@@ -154,7 +154,7 @@ def test_version_names_version_commit_and_python(tqd_binary: Path, tmp_path: Pat
         assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", info["commit"]), info["commit"]
     else:
         assert info["commit"] == expected
-    needed = ["aiohttp", "uvloop", "orjson", "msgspec", "redis"]
+    needed = ["aiohttp", "uvloop", "orjson", "msgspec", "redis", "cronsim", "tzdata"]
     sources = "".join(p.read_text() for p in (ROOT / "tqd").rglob("*.py"))
     if re.search(r"^\s*(import|from) prometheus_client", sources, re.M):
         needed.append("prometheus_client")
@@ -163,6 +163,18 @@ def test_version_names_version_commit_and_python(tqd_binary: Path, tmp_path: Pat
 
     line = subprocess.run([str(tqd_binary), "version"], capture_output=True, text=True, timeout=60)
     assert line.stdout.startswith(f"tqd {__version__} (commit {info['commit']}, Python ")
+
+
+def test_time_zones_come_with_the_executable(tqd_binary: Path, tmp_path: Path) -> None:
+    """A cron schedule in a time zone works on a host without zone files: an
+    empty PYTHONTZPATH hides the system's, the bundled tzdata answers."""
+    cfg = tmp_path / "tqd.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n[schedules.nightly]\ncron = "30 2 * * *"\n'
+                   'timezone = "Pacific/Chatham"\ntask = "tqd.noop"\n')
+    done = subprocess.run(["env", "-i", "PYTHONTZPATH=", str(tqd_binary), "config", "check",
+                           str(cfg)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "1 schedules" in done.stdout
 
 
 def test_missing_config_exits_2_with_one_line(tqd_binary: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from tqd.config import load_config
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.handlers import HandlerSet, TaskContext
 from tqd.runtime.pool import PoolSettings, WorkerPool
+from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Storage
 
 
@@ -39,7 +40,7 @@ class Blocker:
 
 def pool_with(
     store: Storage, clock: Clock, handlers: dict[str, Any], *, concurrency: int = 10,
-    worker_id: str = "w-test",
+    worker_id: str = "w-test", progress: ProgressWriter | None = None,
 ) -> WorkerPool:
     """A WorkerPool (not started) running ``handlers`` by task name."""
     config = load_config(None, env={}, check_paths=False)
@@ -49,4 +50,5 @@ def pool_with(
         HandlerSet(handlers, ThreadPoolExecutor(max_workers=2)),
         PoolSettings(worker_id=worker_id, concurrency=concurrency),
         clock,
+        progress,
     )

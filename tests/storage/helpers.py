@@ -29,7 +29,10 @@ class TaskMaker:
         max_attempts: int = 3,
         visibility_timeout: float = 30.0,
         id: str | None = None,
+        unique: str | None = None,
+        unique_for: float = 300.0,
     ) -> Task:
+        """``unique`` makes a unique task with that key, held ``unique_for`` s."""
         now = self.clock.now()
         return Task(
             id=id or self._ids.new(now),
@@ -44,6 +47,8 @@ class TaskMaker:
             created_at=now,
             idempotency_key=key,
             visibility_timeout=visibility_timeout,
+            unique_key=unique,
+            unique_until=now + unique_for if unique is not None else None,
         )
 
     def many(self, n: int, **kwargs: Any) -> list[Task]:

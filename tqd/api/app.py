@@ -30,8 +30,10 @@ from tqd.errors import (
     TqdError,
 )
 from tqd.runtime.catalog import Catalog
+from tqd.runtime.cron import Cron
 from tqd.runtime.meter import Meter
 from tqd.runtime.pool import WorkerPool
+from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -50,6 +52,10 @@ class Services:
     config: Config
     clock: Clock
     pool: WorkerPool | None = None
+    #: The cron role (schedules); None: no schedules are served.
+    cron: Cron | None = None
+    #: Writes remote workers' progress reports; None: written one by one.
+    progress: ProgressWriter | None = None
     waiters: Waiters = field(default_factory=Waiters)
     #: Set when the daemon drains: enqueues and /readyz answer 503.
     draining: bool = False
@@ -176,8 +182,10 @@ def create_app(svc: Services) -> web.Application:
         events,
         health,
         metrics,
+        progress,
         queues,
         remote,
+        schedules,
         stats,
         tasks,
         workers,
@@ -219,6 +227,8 @@ def create_app(svc: Services) -> web.Application:
     queues.add_routes(app)
     workers.add_routes(app)
     remote.add_routes(app)
+    schedules.add_routes(app)
+    progress.add_routes(app)
     stats.add_routes(app)
     app.router.add_get("/v1/events", svc.events.handle)
     metrics.add_routes(app)

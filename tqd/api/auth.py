@@ -55,6 +55,9 @@ WRITE_ROUTES = frozenset({
     ("POST", "/v1/tasks/{id}/heartbeat"),
     ("POST", "/v1/tasks/{id}/complete"),
     ("POST", "/v1/tasks/{id}/fail"),
+    ("POST", "/v1/tasks/{id}/progress"),
+    # a configured schedule's task, enqueued now
+    ("POST", "/v1/schedules/{name}/trigger"),
 })
 _READ_METHODS = frozenset({"GET", "HEAD"})
 #: The paths of PUBLIC_ROUTES, for requests that matched no route.

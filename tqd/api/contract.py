@@ -48,8 +48,18 @@ class TaskError(msgspec.Struct, kw_only=True):
     at: Timestamp | None
 
 
+class Progress(_Out):
+    """The latest progress a task's handler reported, and when."""
+
+    fraction: Annotated[float, msgspec.Meta(ge=0, le=1)]
+    message: str
+    at: Timestamp
+
+
 class TaskOut(_Out):
-    """A task. ``payload`` and ``result`` are the JSON given and returned."""
+    """A task. ``payload`` and ``result`` are the JSON given and returned;
+    ``unique_key`` is set for task names with ``unique_for``; ``progress`` is
+    null until the handler reports some."""
 
     id: str
     name: Name
@@ -69,6 +79,8 @@ class TaskOut(_Out):
     idempotency_key: str | None
     timeout: float | None
     worker: str | None
+    unique_key: str | None
+    progress: Progress | None
 
 
 class TaskList(_Out):
@@ -275,9 +287,47 @@ class SettleResults(_Out):
     results: list[SettleResult]
 
 
+class ProgressReported(_Out):
+    """A progress report as a remote worker sent it."""
+
+    fraction: Annotated[float, msgspec.Meta(ge=0, le=1)]
+    message: str
+
+
+class ProgressNoted(_Out):
+    """A remote worker's progress report, written."""
+
+    id: str
+    progress: ProgressReported
+
+
+class ScheduleOut(_Out):
+    """A cron schedule: its definition (queue and priority resolved from the
+    task's when the schedule does not set them), the scheduled instant it
+    last fired for and when that was, and when it fires next."""
+
+    name: Name
+    cron: str
+    timezone: str
+    task: Name
+    payload: Any
+    queue: Name
+    priority: Annotated[int, msgspec.Meta(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+    catch_up: bool
+    last_instant: Timestamp | None
+    last_fired_at: Timestamp | None
+    next_fire_at: Timestamp | None
+
+
+class ScheduleList(_Out):
+    """Every configured schedule, by name."""
+
+    schedules: list[ScheduleOut]
+
+
 RESPONSES: list[type] = [
     Error, TaskOut, TaskList, TaskBatch, QueueOut, QueueAffected, QueueList, WorkerOut,
     WorkerList, Stats, Health, Ready, LeasedTasks, HeartbeatOut, CompleteOut, FailOut,
-    SettleResults,
+    SettleResults, ProgressNoted, ScheduleList,
 ]
 EVENTS: list[type] = [EventHello, EventTask, EventQueues, EventLagged, EventError, EventSubscribe]

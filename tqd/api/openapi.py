@@ -29,6 +29,7 @@ from tqd.api.schemas import (
     FailBody,
     HeartbeatBody,
     LeaseBody,
+    ProgressBody,
     PurgeBody,
     SettleBody,
 )
@@ -201,6 +202,20 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Report several remote outcomes at once", "remote", {200: "SettleResults"},
         (400, 413, 503), body="SettleBody",
     ),
+    ("POST", "/v1/tasks/{id}/progress"): Op(
+        "Report a remote task's progress", "remote", {200: "ProgressNoted"},
+        (400, 404, 409, 413, 503), params=(TASK_ID,), body="ProgressBody",
+    ),
+    ("GET", "/v1/schedules"): Op(
+        "List cron schedules with their last and next firing", "schedules",
+        {200: "ScheduleList"}, (503,),
+    ),
+    ("POST", "/v1/schedules/{name}/trigger"): Op(
+        "Fire a schedule now (besides its instants)", "schedules",
+        {201: "TaskOut", 200: "TaskOut"}, (400, 404, 503),
+        params=(_name_param("path", "name", "A schedule name."),),
+        extra={"x-status-notes": "201: enqueued; 200: a unique task's live twin was returned"},
+    ),
     ("GET", "/metrics"): Op(
         "Prometheus metrics", "observability", {}, (),
         raw={200: ("text/plain", {"type": "string"})},
@@ -239,7 +254,7 @@ TASK_LINKS = {
 
 def _components(config: Config) -> dict[str, Any]:
     kinds = [EnqueueBody, BatchBody, PurgeBody, LeaseBody, HeartbeatBody, CompleteBody, FailBody,
-             SettleBody, *contract.RESPONSES, *contract.EVENTS]
+             SettleBody, ProgressBody, *contract.RESPONSES, *contract.EVENTS]
     _, schemas = msgspec.json.schema_components(kinds, ref_template=REF)
     # What the structs cannot say: what this tqd is configured to run and its
     # limits, and that a task takes a delay or a run_at but not both.
@@ -289,6 +304,9 @@ def _operation(op: Op, method: str, path: str, handler: Any, config: Config) -> 
         for p in params:
             if p["name"] == "wait":
                 p["schema"]["anyOf"][0]["maximum"] = config.api.max_wait
+            elif p["name"] == "name" and path.startswith("/v1/schedules/") and config.schedules:
+                p["schema"]["enum"] = sorted(config.schedules)
+                p["description"] = "A schedule configured in this tqd (others answer 404)."
             elif p["name"] == "file":
                 from tqd.api.docs import FILES
 

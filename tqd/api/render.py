@@ -6,7 +6,8 @@ from typing import Any
 
 import orjson
 
-from tqd.models import QueueInfo, Task, WorkerInfo, rfc3339
+from tqd.models import Firing, QueueInfo, Task, WorkerInfo, rfc3339
+from tqd.runtime.cron import Schedule
 
 
 def task_json(t: Task) -> dict[str, Any]:
@@ -30,6 +31,8 @@ def task_json(t: Task) -> dict[str, Any]:
         "idempotency_key": t.idempotency_key,
         "timeout": t.timeout,
         "worker": t.worker,
+        "unique_key": t.unique_key,
+        "progress": None if t.progress is None else orjson.Fragment(t.progress),
     }
 
 
@@ -49,4 +52,24 @@ def worker_json(w: WorkerInfo) -> dict[str, Any]:
         "concurrency": w.concurrency,
         "running": w.running,
         "last_heartbeat": rfc3339(w.last_heartbeat),
+    }
+
+
+def schedule_json(
+    s: Schedule, queue: str, priority: int, firing: Firing | None, next_at: float | None
+) -> dict[str, Any]:
+    """A cron schedule: its definition (``queue`` and ``priority`` resolved),
+    the scheduled instant it last fired for and when, and when it fires next."""
+    return {
+        "name": s.name,
+        "cron": s.spec.expression,
+        "timezone": s.spec.timezone,
+        "task": s.task,
+        "payload": orjson.Fragment(s.payload),
+        "queue": queue,
+        "priority": priority,
+        "catch_up": s.catch_up,
+        "last_instant": rfc3339(firing.instant) if firing else None,
+        "last_fired_at": rfc3339(firing.fired_at) if firing else None,
+        "next_fire_at": rfc3339(next_at),
     }

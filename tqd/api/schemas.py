@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from tqd.errors import BadRequest
-from tqd.models import NAME_PATTERN, PRIORITY_MAX, PRIORITY_MIN, STATES
+from tqd.models import NAME_PATTERN, PRIORITY_MAX, PRIORITY_MIN, PROGRESS_MESSAGE_MAX, STATES
 
 #: Longest delay or timeout accepted: 10 years in seconds.
 MAX_SECONDS = 10 * 365 * 86400.0
@@ -52,12 +52,24 @@ class EnqueueBody(_Body):
     max_attempts: Attempts | None = None
     timeout: Timeout | None = None
     idempotency_key: IdempotencyKey | None = None
+    #: For task names with unique_for: the key twins share (default: a hash
+    #: of the payload).
+    unique_key: IdempotencyKey | None = None
 
 
 class BatchBody(_Body):
     """``POST /v1/tasks/batch``: several tasks, stored all or none."""
 
     tasks: list[EnqueueBody]
+
+
+class ProgressBody(_Body):
+    """``POST /v1/tasks/{id}/progress``: how far a remote worker got with
+    the task it holds under ``token``."""
+
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    progress: Annotated[float, msgspec.Meta(ge=0, le=1)]
+    message: Annotated[str, msgspec.Meta(max_length=PROGRESS_MESSAGE_MAX)] = ""
 
 
 class PurgeBody(_Body):

@@ -54,6 +54,7 @@ def _new_task(body: EnqueueBody, where: str, header_key: str | None, now: float)
         max_attempts=body.max_attempts,
         timeout=body.timeout,
         idempotency_key=key,
+        unique_key=body.unique_key,
     )
 
 
@@ -112,6 +113,10 @@ async def enqueue_batch(request: web.Request) -> web.Response:
             built.append(svc.catalog.build(_new_task(item, where, None, now), now))
         except UnknownTask as err:
             raise UnknownTask(f"{where}{err.message}") from None
+        except BadRequest as err:
+            if err.message.startswith(where):
+                raise
+            raise BadRequest(f"{where}{err.message}") from None
     results = await svc.storage.enqueue(built)
     return json_response({"tasks": [task_json(r.task) for r in results]}, status=201)
 

@@ -160,6 +160,11 @@ class AsyncClient:
         """Keep a lease; ApiError 409 (``stale_lease``) when it is no longer held."""
         return await self.send(calls.heartbeat(task_id, token, extend))
 
+    async def progress(self, task_id: str, token: str, fraction: float,
+                       message: str = "") -> dict[str, Any]:
+        """Report how far the task got (0 to 1); ApiError 409 when the lease is stale."""
+        return await self.send(calls.progress(task_id, token, fraction, message))
+
     async def complete(self, task_id: str, token: str, result: Any = None) -> dict[str, Any]:
         """Report success with ``result``; ApiError 409 when the lease is stale."""
         return await self.send(calls.complete(task_id, token, result))

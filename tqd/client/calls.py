@@ -66,6 +66,7 @@ def task_fields(
     max_attempts: int | None = None,
     timeout: float | None = None,
     idempotency_key: str | None = None,
+    unique_key: str | None = None,
 ) -> dict[str, Any]:
     """The body of one task to enqueue; unset options take the task's configured defaults."""
     if isinstance(run_at, datetime):
@@ -75,6 +76,7 @@ def task_fields(
     return {"name": name, "payload": payload, **_drop_none({
         "queue": queue, "priority": priority, "delay": delay, "run_at": run_at,
         "max_attempts": max_attempts, "timeout": timeout, "idempotency_key": idempotency_key,
+        "unique_key": unique_key,
     })}
 
 
@@ -135,6 +137,11 @@ def lease(queue: str, max: int = 1, *, wait: float = 0.0, visibility_timeout: fl
 def heartbeat(task_id: str, token: str, extend: float | None = None) -> Call:
     body = {"token": token, **_drop_none({"extend": extend})}
     return Call("POST", f"/v1/tasks/{_q(task_id)}/heartbeat", body)
+
+
+def progress(task_id: str, token: str, fraction: float, message: str = "") -> Call:
+    body = {"token": token, "progress": fraction, "message": message}
+    return Call("POST", f"/v1/tasks/{_q(task_id)}/progress", body)
 
 
 def complete(task_id: str, token: str, result: Any = None) -> Call:

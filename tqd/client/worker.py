@@ -36,7 +36,8 @@ import orjson
 from tqd.client.aio import AsyncClient
 from tqd.client.calls import TaskJSON
 from tqd.client.errors import ApiError, Unreachable
-from tqd.runtime.handlers.base import TaskFailed
+from tqd.models import PROGRESS_MESSAGE_MAX, check_fraction
+from tqd.runtime.handlers.base import LatestOnLoop, TaskFailed
 
 __all__ = ["RemoteTask", "RemoteWorker", "TaskFailed"]
 
@@ -50,11 +51,21 @@ _SHUTDOWN, _LOST = "shutdown", "lost"
 class RemoteTask:
     """What a function knows about the task it runs."""
 
-    __slots__ = ("data",)
+    __slots__ = ("_hop", "data")
 
-    def __init__(self, data: TaskJSON) -> None:
+    def __init__(self, data: TaskJSON, hop: LatestOnLoop | None = None) -> None:
         #: The task as the lease returned it (id, name, queue, payload, lease, ...).
         self.data = data
+        self._hop = hop
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the function got: ``fraction`` from 0 to 1 and a
+        short message. Callable from async and plain (threaded) functions,
+        as often as wanted: the latest report is sent, one request at a time
+        per task. ValueError for a fraction outside [0, 1]."""
+        value = check_fraction(fraction)
+        if self._hop is not None:
+            self._hop.put(value, str(message)[:PROGRESS_MESSAGE_MAX])
 
     @property
     def task_id(self) -> str:
@@ -94,6 +105,9 @@ class _Job:
     beat_at: float
     job: asyncio.Task | None = None
     stop_reason: str | None = None
+    #: The latest progress not sent yet, and the request sending them.
+    progress: tuple[float, str] | None = None
+    sender: asyncio.Task | None = None
 
 
 class RemoteWorker:
@@ -237,11 +251,12 @@ class RemoteWorker:
             pass
 
     def _start(self, data: TaskJSON) -> None:
-        task = RemoteTask(data)
         lease = data["lease"]
         span = self.visibility_timeout or _lease_span(data)
         loop = asyncio.get_running_loop()
+        task = RemoteTask(data)
         job = _Job(task, lease["token"], self.visibility_timeout, span, loop.time() + span / 3)
+        task._hop = LatestOnLoop(loop, lambda f, m: self._progress(job, f, m))
         self._running[task.task_id] = job
         job.job = asyncio.create_task(self._run(job))
         self._beat_wake.set()
@@ -252,6 +267,9 @@ class RemoteWorker:
         outcome: dict[str, Any] | None = None
         try:
             outcome = await self._attempt(job)
+            if outcome is not None and job.sender is not None and not job.sender.done():
+                # The last report goes before the outcome, which ends the lease.
+                await asyncio.wait([job.sender], timeout=5.0)
         finally:
             del self._running[job.task.task_id]
             self._slot.set()
@@ -315,6 +333,29 @@ class RemoteWorker:
         if job.stop_reason is None and job.job is not None and not job.job.done():
             job.stop_reason = reason
             job.job.cancel()
+
+    # -- progress -----------------------------------------------------------
+
+    def _progress(self, job: _Job, fraction: float, message: str) -> None:
+        if job.stop_reason is not None:
+            return
+        job.progress = (fraction, message)
+        if job.sender is None or job.sender.done():
+            job.sender = asyncio.create_task(self._send_progress(job))
+
+    async def _send_progress(self, job: _Job) -> None:
+        """Send the latest report until none is left: one request in flight
+        per task, so a chatty function costs the server little."""
+        while job.progress is not None and job.stop_reason is None:
+            (fraction, message), job.progress = job.progress, None
+            try:
+                await self._client.progress(job.task.task_id, job.token, fraction, message)
+            except ApiError as err:
+                if err.status in (404, 409):
+                    return  # the lease is gone; the heartbeat stops the function
+                log.warning("progress of task %s was refused: %s", job.task.task_id, err)
+            except Unreachable as err:
+                log.debug("progress of task %s not sent: %s", job.task.task_id, err)
 
     # -- heartbeats ---------------------------------------------------------
 

@@ -7,8 +7,11 @@ backoff. The builtin ``tqd.*`` tasks exist with no configuration at all.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
+
+import orjson
 
 from tqd.config import (
     BuiltinHandler,
@@ -39,6 +42,8 @@ class TaskDefinition:
     visibility_timeout: float
     backoff_base: float
     backoff_max: float
+    #: Seconds a task holds its unique key; None: the name is not unique.
+    unique_for: float | None = None
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before the attempt after ``attempt`` (1-based).
@@ -62,6 +67,15 @@ class NewTask:
     max_attempts: int | None = None
     timeout: float | None = None
     idempotency_key: str | None = None
+    #: For names with unique_for; None means a hash of the payload.
+    unique_key: str | None = None
+
+
+def payload_key(payload: bytes) -> str:
+    """The unique key of a payload: a hash of its canonical JSON (keys
+    sorted, no spaces), so payloads equal as JSON share a key."""
+    canonical = orjson.dumps(orjson.loads(payload), option=orjson.OPT_SORT_KEYS)
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()[:32]
 
 
 class Catalog:
@@ -100,6 +114,7 @@ class Catalog:
             visibility_timeout=task.visibility_timeout or d.visibility_timeout,
             backoff_base=task.backoff_base or d.backoff_base,
             backoff_max=task.backoff_max or d.backoff_max,
+            unique_for=task.unique_for,
         )
 
     def get(self, name: str) -> TaskDefinition | None:
@@ -136,7 +151,9 @@ class Catalog:
 
         A ``run_at`` in the future makes the task ``scheduled``; otherwise it
         is ``pending`` at once. A remote task goes only to a remote queue and
-        any other task never to one (BadRequest names the queue).
+        any other task never to one (BadRequest names the queue). A name with
+        ``unique_for`` gets its unique key (BadRequest for a ``unique_key`` on
+        a name without it).
         """
         d = self.require(request.name)
         queue = request.queue or d.queue
@@ -153,6 +170,14 @@ class Catalog:
             )
         max_attempts = request.max_attempts or d.max_attempts
         delayed = request.run_at is not None and request.run_at > now
+        unique_key = unique_until = None
+        if d.unique_for is not None:
+            unique_key = request.unique_key or payload_key(request.payload)
+            unique_until = now + d.unique_for
+        elif request.unique_key is not None:
+            raise BadRequest(
+                f"unique_key: task {d.name!r} is not unique (set unique_for in [tasks.{d.name}])"
+            )
         return Task(
             self.ids.new(now),
             d.name,
@@ -168,6 +193,8 @@ class Catalog:
             idempotency_key=request.idempotency_key,
             timeout=request.timeout if request.timeout is not None else d.timeout,
             visibility_timeout=d.visibility_timeout,
+            unique_key=unique_key,
+            unique_until=unique_until,
         )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,6 +33,7 @@ from tqd.errors import TqdError
 from tqd.models import Change, Outcome, QueueChange, Task, make_error
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.handlers import HandlerSet, RawJSON, TaskContext, TaskFailed
+from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Storage
 
 log = logging.getLogger("tqd.pool")
@@ -88,7 +90,10 @@ class WorkerPool:
         handlers: HandlerSet,
         settings: PoolSettings,
         clock: Clock,
+        progress: ProgressWriter | None = None,
     ) -> None:
+        """``progress`` writes the handlers' progress reports; without one the
+        pool runs its own."""
         self._storage = storage
         self._catalog = catalog
         self._handlers = handlers
@@ -113,6 +118,11 @@ class WorkerPool:
         self._settle_job: asyncio.Task | None = None
         self._checks: set[asyncio.Task] = set()  # lease checks in flight (_check_lease)
         self.counters = {"started": 0, "completed": 0, "failed": 0, "retried": 0}
+        #: The loop and its thread, once started (where progress is delivered).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread = 0
+        self._own_progress = progress is None
+        self.progress = progress or ProgressWriter(storage, clock)
         #: Queues whose dispatch is held, with the loop time the hold ends.
         self._held: dict[str, float] = {}
         #: Told when a task starts and ends (the daemon's Meter), or None.
@@ -133,6 +143,11 @@ class WorkerPool:
     async def start(self) -> None:
         """Begin leasing: every served queue with pending tasks is active."""
         self._storage.add_listener(self._on_changes)
+        # Where handlers' progress reports are delivered (ProgressSink).
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        if self._own_progress:
+            self.progress.start()
         for info in await self._storage.queues():
             if info.paused:
                 self._paused.add(info.name)
@@ -172,6 +187,8 @@ class WorkerPool:
             except TimeoutError:
                 log.error("could not write %d outcomes before exit; their leases will expire",
                           len(self._outcomes))
+        if self._own_progress:
+            await self.progress.close()
         self._storage.remove_listener(self._on_changes)
         return handed_back
 
@@ -408,7 +425,7 @@ class WorkerPool:
         handler = (running.handlers or self._handlers).get(task.name)
         if handler is None:
             return self._failure(task, "config", f"no handler for task {task.name!r} in this process")
-        ctx = TaskContext(task)
+        ctx = TaskContext(task, self)
         timer = asyncio.timeout(task.timeout) if task.timeout else None
         # started_at becomes the moment the handler is called (the store
         # holds the lease time until the outcome is settled).
@@ -442,6 +459,13 @@ class WorkerPool:
             return self._failure(task, "result", f"the result is not JSON: {err}", retry=False)
         self.counters["completed"] += 1
         return _outcome(task, "complete", result=encoded)
+
+    def task_progress(self, task: Task, fraction: float, message: str) -> None:
+        """A running handler's progress report (see TaskContext.progress)."""
+        running = self.running.get(task.id)
+        # A handler still reporting after its run was stopped is not heard.
+        if running is not None and running.task is task and running.stop_reason is None:
+            self.progress.report(task.id, task.lease_token or "", fraction, message)
 
     def _failure(
         self, task: Task, kind: str, message: str, *, retry: bool = True, delay: float | None = None
@@ -478,6 +502,10 @@ class WorkerPool:
                 await self._settle_wake.wait()
                 continue
             batch, self._outcomes = self._outcomes, []
+            if self.progress.pending_for(o.task_id for o in batch):
+                # A handler's last report goes first: after the settle its
+                # lease token no longer holds and the report would be refused.
+                await self.progress.flush()
             try:
                 accepted = await self._storage.settle(batch, self._clock.now())
             except Exception as err:

@@ -28,9 +28,12 @@ from tqd.errors import BadRequest, NotFound
 from tqd.models import (
     ALL_QUEUES,
     FINISHED_STATES,
+    PROGRESS_MESSAGE_MAX,
     STATES,
     Change,
+    Firing,
     Outcome,
+    ProgressReport,
     QueueChange,
     QueueInfo,
     StatsBucket,
@@ -159,6 +162,14 @@ class Storage(ABC):
         the same queue is not stored; the stored task is returned with
         ``created=False``. Keys also match within the batch. A task id that
         is already stored raises Conflict and nothing of the batch is stored.
+
+        Unique tasks: a new pending or scheduled task with a ``unique_key`` is
+        not stored while a task of the same queue, name and unique key is
+        pending, scheduled or processing and its ``unique_until`` is after
+        the new task's ``created_at``; that task is returned with
+        ``created=False``. A task holds its key from its enqueue until it
+        first finishes (a manual retry does not take it again). Unique keys
+        also match within the batch; an idempotency key is checked first.
         The call returns only after the tasks are durable.
         """
         if not tasks:
@@ -232,6 +243,29 @@ class Storage(ABC):
     @abstractmethod
     async def _settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]: ...
 
+    async def report_progress(self, reports: Sequence[ProgressReport]) -> list[bool]:
+        """Store each report as its task's latest ``progress``, only if its
+        lease token still holds (fencing).
+
+        Returns, in order, whether each report was stored; a stale token or
+        a missing task changes nothing. Progress is not a change of state:
+        no change event is emitted. A fraction outside [0, 1] raises
+        ValueError; a message longer than PROGRESS_MESSAGE_MAX is cut.
+        """
+        if not reports:
+            return []
+        checked = []
+        for r in reports:
+            if not 0.0 <= r.fraction <= 1.0:  # also refuses NaN
+                raise ValueError(f"progress fraction must be within [0, 1], got {r.fraction!r}")
+            if len(r.message) > PROGRESS_MESSAGE_MAX:
+                r = ProgressReport(r.task_id, r.token, r.fraction, r.message[:PROGRESS_MESSAGE_MAX], r.at)
+            checked.append(r)
+        return await self._report_progress(checked)
+
+    @abstractmethod
+    async def _report_progress(self, reports: Sequence[ProgressReport]) -> list[bool]: ...
+
     # -- background roles ---------------------------------------------------
 
     async def reclaim_expired(self, now: float, limit: int = BULK_CHUNK) -> list[Task]:
@@ -292,6 +326,26 @@ class Storage(ABC):
 
     @abstractmethod
     async def _expire_finished(self, state: str, before: float, limit: int) -> int: ...
+
+    async def claim_firing(self, schedule: str, instant: float, now: float) -> bool:
+        """Record that cron schedule ``schedule`` fires for ``instant`` (epoch
+        seconds), unless an instant at or after it is already recorded.
+
+        One atomic compare-and-set on the schedule's last fired instant: of
+        any number of callers (in any number of processes) claiming the same
+        instant, exactly one gets True and then enqueues the task. ``now``
+        is kept as the time it fired. Records survive restarts.
+        """
+        if not valid_name(schedule):
+            raise ValueError(f"invalid schedule name {schedule!r}")
+        return await self._claim_firing(schedule, instant, now)
+
+    @abstractmethod
+    async def _claim_firing(self, schedule: str, instant: float, now: float) -> bool: ...
+
+    @abstractmethod
+    async def firings(self) -> dict[str, Firing]:
+        """The last recorded firing of every schedule that ever fired, by name."""
 
     # -- reading ------------------------------------------------------------
 

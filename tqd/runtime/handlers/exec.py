@@ -7,6 +7,10 @@ then ``env``, then ``TQD_TASK_ID``, ``TQD_TASK_NAME``, ``TQD_QUEUE`` and
 ``TQD_ATTEMPT``. Nothing else of the daemon's environment (which may hold
 tokens or storage passwords) reaches it.
 
+A line ``TQD-PROGRESS <fraction> <message>`` on stderr (fraction from 0 to
+1) reports the task's progress; such lines are not kept with the rest of
+stderr, and a malformed one is kept as an ordinary line.
+
 Exit 0 completes the task with stdout as the result (JSON when it parses,
 else text); exit 75 (EX_TEMPFAIL) asks for another attempt; any other exit
 fails the attempt with the exit code and the end of stderr, and retries
@@ -32,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -46,6 +51,30 @@ EX_TEMPFAIL = 75
 #: Start failures that another attempt would meet again.
 _CANNOT_START = frozenset({errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EISDIR})
 _READ_SIZE = 65536
+#: Starts a progress line on stderr (see the module docstring).
+PROGRESS_PREFIX = b"TQD-PROGRESS "
+#: Longest stderr line looked at as a possible progress line.
+_LINE_MAX = 4096
+
+Progress = Callable[[float, str], None]
+
+
+def parse_progress(line: bytes) -> tuple[float, str] | None:
+    """``(fraction, message)`` of a ``TQD-PROGRESS`` line, or None when the
+    line is not one (or its fraction is not a number from 0 to 1)."""
+    if not line.startswith(PROGRESS_PREFIX):
+        return None
+    parts = line[len(PROGRESS_PREFIX):].strip().split(None, 1)
+    if not parts:
+        return None
+    try:
+        fraction = float(parts[0])
+    except ValueError:
+        return None
+    if not 0.0 <= fraction <= 1.0:  # also refuses NaN
+        return None
+    message = parts[1].decode("utf-8", "replace").strip() if len(parts) > 1 else ""
+    return fraction, message
 
 
 def resolve_program(spec: ExecHandler, env: dict[str, str], where: str) -> str:
@@ -128,7 +157,7 @@ class ExecCommand:
                 retry=err.errno not in _CANNOT_START,
                 kind="start",
             ) from None
-        run = _Run(proc, loop, self._max_output)
+        run = _Run(proc, loop, self._max_output, ctx.progress)
         try:
             code = await run.finish(ctx.raw_payload, self._grace)
         except BaseException:
@@ -255,12 +284,17 @@ def _group_alive(pgid: int) -> bool:
 class _Run:
     """One running command: its pipes and its exit, watched on the event loop."""
 
-    def __init__(self, proc: subprocess.Popen, loop: asyncio.AbstractEventLoop, cap: int) -> None:
+    def __init__(
+        self, proc: subprocess.Popen, loop: asyncio.AbstractEventLoop, cap: int,
+        progress: Progress | None = None,
+    ) -> None:
         self.proc = proc
         self.loop = loop
         self.cap = cap
         self.out = bytearray()
         self.err = bytearray()
+        self._progress = progress
+        self._line = bytearray()  # the unfinished last line of stderr
         self.overflow = False
         self.exited: asyncio.Future[int] = loop.create_future()
         self.drained: asyncio.Future[None] = loop.create_future()
@@ -311,6 +345,9 @@ class _Run:
         except OSError:
             data = b""
         if not data:
+            if self._readers[fd] is self.err and self._line:
+                self._stderr_line(bytes(self._line))
+                self._line.clear()
             self.loop.remove_reader(fd)
             del self._readers[fd]
             if not self._readers and not self.drained.done():
@@ -326,10 +363,37 @@ class _Run:
                 _signal_group(self.proc.pid, signal.SIGKILL)
                 return
             buf += data
+        elif self._progress is None:
+            self._keep_err(data)
         else:
-            buf += data
-            if len(buf) > 4 * _READ_SIZE:
-                del buf[: -2 * _READ_SIZE]
+            self._split_err(data)
+
+    def _keep_err(self, data: bytes) -> None:
+        self.err += data
+        if len(self.err) > 4 * _READ_SIZE:
+            del self.err[: -2 * _READ_SIZE]
+
+    def _split_err(self, data: bytes) -> None:
+        """Take progress lines out of stderr and report them; keep the rest."""
+        self._line += data
+        *lines, rest = bytes(self._line).split(b"\n")
+        self._line[:] = rest
+        if len(self._line) > _LINE_MAX:  # a long line without an end: no progress line
+            self._keep_err(bytes(self._line))
+            self._line.clear()
+        for line in lines:
+            self._stderr_line(line + b"\n")
+
+    def _stderr_line(self, line: bytes) -> None:
+        found = parse_progress(line) if len(line) <= _LINE_MAX else None
+        if found is None:
+            self._keep_err(line)
+            return
+        assert self._progress is not None
+        try:
+            self._progress(*found)
+        except Exception:  # a report that cannot be taken is dropped, not fatal
+            pass
 
     def _feed(self, data: bytes) -> None:
         view = memoryview(data)

@@ -31,6 +31,7 @@ either way:
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -44,12 +45,15 @@ from tqd.errors import BadRequest, ConfigError, Conflict, NotFound, StorageUnava
 from tqd.ids import is_valid_id
 from tqd.models import (
     Change,
+    Firing,
     Outcome,
+    ProgressReport,
     QueueChange,
     QueueInfo,
     StatsBucket,
     Task,
     WorkerInfo,
+    progress_json,
     rfc3339,
     zero_counts,
 )
@@ -71,12 +75,23 @@ from tqd.storage.redis.keys import DEFAULT_PREFIX, Keys, token_queue
 log = logging.getLogger("tqd.storage.redis")
 
 #: Scripts that change nothing anyone listens to: they return no message.
-_QUIET = frozenset({"LIST_IDS", "EXTEND"})
+_QUIET = frozenset({"LIST_IDS", "EXTEND", "PROGRESS"})
+#: A unique key outlives its task's unique_until by this much in Redis (its
+#: expiry runs on Redis's clock); the script compares unique_until itself.
+_UNIQUE_SLACK_MS = 60_000
 _KIND = {"complete": b"c", "fail": b"f", "release": b"r"}
 
 
 def _num(value: float) -> str:
     return repr(float(value))
+
+
+def _unique_arg(t: Task) -> str:
+    """The ENQUEUE script's unique argument: '' or "<ms> <created_at> <key>"."""
+    if t.unique_key is None or t.unique_until is None or t.state not in ("pending", "scheduled"):
+        return ""
+    ms = max(0, math.ceil((t.unique_until - t.created_at) * 1000)) + _UNIQUE_SLACK_MS
+    return f"{ms} {_num(t.created_at)} {t.unique_key}"
 
 
 def _index_time(t: Task) -> str:
@@ -359,7 +374,7 @@ class RedisStorage(Storage):
                 t = tasks[i]
                 fields = task_fields(t)
                 args += [t.id, t.idempotency_key or "", t.state, t.name, str(t.priority)]
-                args += [_index_time(t), len(fields) // 2, *fields]
+                args += [_index_time(t), _unique_arg(t), len(fields) // 2, *fields]
             calls.append(("ENQUEUE", queue, args))
         # A queue goes into the registry with its first batch from this
         # handle (an SADD in the same round trip); after a Redis restart,
@@ -464,6 +479,39 @@ class RedisStorage(Storage):
             for i, flag in zip(idxs, flags, strict=True):
                 accepted[i] = flag == 1
         return accepted
+
+    async def _report_progress(self, reports: Sequence[ProgressReport]) -> list[bool]:
+        groups = self._by_queue(reports, lambda r: r.token)
+        calls = []
+        for queue, idxs in groups.items():
+            args: list[Any] = []
+            for i in idxs:
+                r = reports[i]
+                args += [r.task_id, r.token, progress_json(r)]
+            calls.append(("PROGRESS", queue, args))
+        stored = [False] * len(reports)
+        if calls:
+            for idxs, flags in zip(groups.values(), await self._run(calls), strict=True):
+                for i, flag in zip(idxs, flags, strict=True):
+                    stored[i] = flag == 1
+        return stored
+
+    # -- cron ---------------------------------------------------------------
+
+    async def _claim_firing(self, schedule: str, instant: float, now: float) -> bool:
+        if self._scripts is None:
+            raise StorageUnavailable("storage: the Redis store is not open")
+        args = [schedule, _num(instant), _num(now)]
+        [won] = await self._scripts.run([("CLAIM_FIRING", [self.keys.cron_fired], args)])
+        return won == 1
+
+    async def firings(self) -> dict[str, Firing]:
+        raw = await self._guard(self._redis().hgetall(self.keys.cron_fired))
+        out = {}
+        for name, value in raw.items():
+            instant, _, fired_at = value.decode().partition(" ")
+            out[name.decode()] = Firing(float(instant), float(fired_at))
+        return out
 
     # -- background roles ---------------------------------------------------
 

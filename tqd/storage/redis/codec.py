@@ -15,6 +15,8 @@ b     attempt_budget      k     idempotency_key
 c     created_at          x     timeout
 v     visibility_timeout  w     worker
 l     lease_token         z     lease_expires_at
+uk    unique_key          uu    unique_until
+pg    progress (JSON)
 ====  ==================  ====  ==================
 
 Floats are written with ``repr`` (Python) or ``%.17g`` (Lua), both exact.
@@ -51,15 +53,19 @@ def task_fields(t: Task) -> list[bytes]:
         out += (b"a", str(t.attempts).encode())
     for field, value in (
         (b"u", t.run_at), (b"g", t.started_at), (b"f", t.finished_at),
-        (b"x", t.timeout), (b"z", t.lease_expires_at),
+        (b"x", t.timeout), (b"z", t.lease_expires_at), (b"uu", t.unique_until),
     ):  # fmt: skip
         if value is not None:
             out += (field, _num(value))
-    for field, text in ((b"k", t.idempotency_key), (b"w", t.worker), (b"l", t.lease_token)):
+    for field, text in (
+        (b"k", t.idempotency_key), (b"w", t.worker), (b"l", t.lease_token), (b"uk", t.unique_key),
+    ):  # fmt: skip
         if text is not None:
             out += (field, text.encode())
     if t.result is not None:
         out += (b"o", t.result)
+    if t.progress is not None:
+        out += (b"pg", t.progress)
     if t.errors:
         out += (b"e", orjson.dumps(t.errors), b"en", str(len(t.errors)).encode())
     return out
@@ -98,6 +104,9 @@ def decode_task(task_id: str, queue: str, f: dict[bytes, bytes]) -> Task:
         worker=_text(f.get(b"w")),
         lease_token=_text(f.get(b"l")),
         lease_expires_at=_float(f.get(b"z")),
+        unique_key=_text(f.get(b"uk")),
+        unique_until=_float(f.get(b"uu")),
+        progress=f.get(b"pg"),
     )
 
 

@@ -6,6 +6,8 @@ Layout (prefix ``tqd`` by default; ``Q`` is a queue name)::
     tqd:events                      PUBSUB channel of change events (all queues)
     tqd:{w}:exp                     ZSET   worker id -> registration expiry
     tqd:{w}:info                    HASH   worker id -> WorkerInfo as JSON
+    tqd:{cron}:fired                HASH   schedule name -> "<instant> <fired_at>",
+                                           the last instant it fired for
     tqd:stats:<step>:<Q>:<t>        HASH   statistics of queue Q (or * for all
                                            queues) in the bucket of <step>
                                            seconds (1 or 60) starting at <t>:
@@ -17,6 +19,9 @@ Layout (prefix ``tqd`` by default; ``Q`` is a queue name)::
     tqd:{q:Q}:paused                STRING exists while the queue is paused
     tqd:{q:Q}:t:<id>                HASH   one task, short field names (codec.py)
     tqd:{q:Q}:i:<idempotency key>   STRING -> task id, deleted with the task
+    tqd:{q:Q}:u:<name>:<unique key> STRING -> id of the unique task holding the
+                                           key; expires a little after its
+                                           unique_until, deleted when it finishes
     tqd:{q:Q}:xs                    SET    names of the live streams below
     tqd:{q:Q}:x:<stream>            ZSET   the stream's directory of buckets
     tqd:{q:Q}:x:<stream>/<bound>    ZSET   one bucket: up to 128 ids >= bound
@@ -75,6 +80,7 @@ class Keys:
         self.events = f"{prefix}:events"
         self.workers_exp = f"{prefix}:{{w}}:exp"
         self.workers_info = f"{prefix}:{{w}}:info"
+        self.cron_fired = f"{prefix}:{{cron}}:fired"
 
     def queue_prefix(self, queue: str) -> str:
         """The prefix of every key of ``queue`` (scripts append the rest)."""

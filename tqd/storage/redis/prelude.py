@@ -231,12 +231,22 @@ local function push_error(h, err)
   redis.call('HSET', h, 'e', text, 'en', n)
 end
 
+-- a unique task (unique key uk, or nil) finished or is gone: let go of its
+-- key if it still holds it
+local function unlock(id, name, uk)
+  if uk then
+    local k = QP .. 'u:' .. name .. ':' .. uk
+    if redis.call('GET', k) == id then redis.call('DEL', k) end
+  end
+end
+
 -- delete a task that is in state st with fields name and prio
 local function destroy(id, st, prio, name)
   local h = tkey(id)
   leave(id, st, prio, name)
-  local key = redis.call('HGET', h, 'k')
-  if key and redis.call('GET', QP .. 'i:' .. key) == id then redis.call('DEL', QP .. 'i:' .. key) end
+  local f = redis.call('HMGET', h, 'k', 'uk')
+  if f[1] and redis.call('GET', QP .. 'i:' .. f[1]) == id then redis.call('DEL', QP .. 'i:' .. f[1]) end
+  unlock(id, name, f[2])
   redis.call('DEL', h)
   note(id, name, 'deleted')
 end
@@ -246,7 +256,8 @@ local function revive(id, h, st, prio, name)
   leave(id, st, prio, name)
   local f = redis.call('HMGET', h, 'a', 'b')
   redis.call('HSET', h, 's', 'pending', 'm', (tonumber(f[1] or '0') + tonumber(f[2])))
-  redis.call('HDEL', h, 'f', 'u', 'o', 'w', 'l', 'z')
+  -- uu: a revived task no longer holds its unique key
+  redis.call('HDEL', h, 'f', 'u', 'o', 'w', 'l', 'z', 'uu')
   enter(id, 'pending', prio, name)
 end
 

@@ -38,20 +38,23 @@ def _queue_script(body: str) -> str:
 # ENQUEUE: store new tasks of one queue, all or nothing.
 # ARGV[5]  number of tasks N, then per task:
 #          id, idempotency key or '', state, name, priority, time for the
-#          state's index ('' when pending), F, then F field/value pairs
+#          state's index ('' when pending), unique ('' or "<ms to keep the
+#          key> <created_at> <unique key>"), F, then F field/value pairs
 # Returns  {results, message}; results has one item per task: 1 = stored,
-#          {id} = same key as an earlier task of this batch (that one),
-#          {id, field, value, …} = same key as this stored task.
+#          {id} = same idempotency or unique key as an earlier task of this
+#          batch (that one), {id, field, value, …} = same key as this stored
+#          task.
 # Errors   TQD_DUPLICATE_ID <id> (nothing is stored)
 ENQUEUE = _queue_script("""
 local out, seen, new_ids, todo = {}, {}, {}, {}
 local i = 6
 for t = 1, tonumber(ARGV[5]) do
   local id, key, st, name, prio, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local nf = tonumber(ARGV[i + 6])
-  local first = i + 7
+  local unique = ARGV[i + 6]
+  local nf = tonumber(ARGV[i + 7])
+  local first = i + 8
   i = first + 2 * nf
-  local res = nil
+  local res, ukey, ttl = nil, nil, nil
   if key ~= '' then
     if seen[key] then
       res = {seen[key]}
@@ -63,6 +66,24 @@ for t = 1, tonumber(ARGV[5]) do
       end
     end
   end
+  if not res and unique ~= '' then
+    -- a live task of this name holding the unique key, kept after created_at
+    local ms, since, uk = string.match(unique, '^(%d+) (%S+) (.+)$')
+    ukey, ttl = QP .. 'u:' .. name .. ':' .. uk, ms
+    if seen[ukey] then
+      res = {seen[ukey]}
+    else
+      local twin = redis.call('GET', ukey)
+      if twin then
+        local f = redis.call('HMGET', tkey(twin), 's', 'uu')
+        if (f[1] == 'pending' or f[1] == 'scheduled' or f[1] == 'processing')
+            and f[2] and tonumber(f[2]) > tonumber(since) then
+          res = redis.call('HGETALL', tkey(twin))
+          table.insert(res, 1, twin)
+        end
+      end
+    end
+  end
   if res then
     out[t] = res
   else
@@ -71,13 +92,15 @@ for t = 1, tonumber(ARGV[5]) do
     end
     new_ids[id] = true
     if key ~= '' then seen[key] = id end
+    if ukey then seen[ukey] = id end
     out[t] = 1
-    todo[#todo + 1] = {id, key, st, name, prio, at, first, first + 2 * nf - 1}
+    todo[#todo + 1] = {id, key, st, name, prio, at, first, first + 2 * nf - 1, ukey, ttl}
   end
 end
 for _, t in ipairs(todo) do
   redis.call('HSET', tkey(t[1]), unpack(ARGV, t[7], t[8]))
   if t[2] ~= '' then redis.call('SET', QP .. 'i:' .. t[2], t[1]) end
+  if t[9] then redis.call('SET', t[9], t[1], 'PX', t[10]) end
   enter(t[1], t[3], t[5], t[4], t[6])
 end
 return {out, publish()}
@@ -172,13 +195,14 @@ local now, out = ARGV[5], {}
 for j = 6, #ARGV, 5 do
   local id, kind, data, rat = ARGV[j], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
   local h = tkey(id)
-  local f = redis.call('HMGET', h, 's', 'l', 'n', 'r', 'a')
+  local f = redis.call('HMGET', h, 's', 'l', 'n', 'r', 'a', 'uk')
   if f[1] ~= 'processing' or f[2] ~= ARGV[j + 1] then
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
     local name, prio = f[3], f[4] or '0'
     leave(id, 'processing', prio, name)
+    if kind == 'c' or (kind == 'f' and rat == '') then unlock(id, name, f[6]) end
     if kind == 'c' then
       local a = tonumber(f[5] or '0') + 1
       if data ~= '' then
@@ -211,6 +235,25 @@ end
 return {out, publish()}
 """)
 
+# PROGRESS: store the latest progress of running tasks, each only under
+# its current lease token.
+# ARGV[5…] per report 3 items: task id, token, progress JSON
+# Returns  {1 or 0 per report}
+PROGRESS = _queue_script("""
+local out = {}
+for j = 5, #ARGV, 3 do
+  local h = tkey(ARGV[j])
+  local f = redis.call('HMGET', h, 's', 'l')
+  if f[1] == 'processing' and f[2] == ARGV[j + 1] then
+    redis.call('HSET', h, 'pg', ARGV[j + 2])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+""")
+
 # RECLAIM: take back tasks whose lease expired before now (worker = ''), or
 # every task leased to one worker; the lost attempt counts.
 # ARGV[5]  now
@@ -231,7 +274,7 @@ end
 local out = {}
 for _, id in ipairs(ids) do
   local h = tkey(id)
-  local f = redis.call('HMGET', h, 'n', 'r', 'a', 'm', 'w')
+  local f = redis.call('HMGET', h, 'n', 'r', 'a', 'm', 'w', 'uk')
   local name, prio = f[1], f[2] or '0'
   local attempts = tonumber(f[3] or '0') + 1
   leave(id, 'processing', prio, name)
@@ -240,6 +283,7 @@ for _, id in ipairs(ids) do
   redis.call('HDEL', h, 'l', 'z', 'w')
   if attempts >= tonumber(f[4]) then
     redis.call('HSET', h, 's', 'failed', 'a', attempts, 'f', now)
+    unlock(id, name, f[6])
     enter(id, 'failed', prio, name, now)
   else
     redis.call('HSET', h, 's', 'pending', 'a', attempts)
@@ -290,12 +334,13 @@ return {#ids, publish()}
 CANCEL = _queue_script("""
 local id, now = ARGV[5], ARGV[6]
 local h = tkey(id)
-local f = redis.call('HMGET', h, 's', 'n', 'r')
+local f = redis.call('HMGET', h, 's', 'n', 'r', 'uk')
 if not f[1] then return redis.error_reply('TQD_NOT_FOUND') end
 if f[1] ~= 'pending' and f[1] ~= 'scheduled' and f[1] ~= 'processing' then
   return redis.error_reply('TQD_CONFLICT ' .. f[1])
 end
 leave(id, f[1], f[3] or '0', f[2])
+unlock(id, f[2], f[4])
 redis.call('HSET', h, 's', 'cancelled', 'f', now)
 redis.call('HDEL', h, 'l', 'z')
 enter(id, 'cancelled', f[3] or '0', f[2], now)
@@ -417,6 +462,18 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
 for _, id in ipairs(gone) do redis.call('HDEL', KEYS[2], id) end
 if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4]) end
+return 1
+"""
+
+# CLAIM_FIRING: compare-and-set of a cron schedule's last fired instant.
+# KEYS[1]  tqd:{cron}:fired
+# ARGV[1]  schedule name   ARGV[2]  instant   ARGV[3]  now
+# Returns  1 when this call recorded the instant, 0 when an instant at or
+#          after it was recorded already
+CLAIM_FIRING = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and tonumber(string.match(old, '^%S+')) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
 return 1
 """
 

@@ -19,7 +19,15 @@ from typing import Any
 import msgspec
 
 from tqd.errors import BadRequest, ConfigError, StorageUnavailable
-from tqd.models import Outcome, QueueInfo, StatsBucket, Task, WorkerInfo
+from tqd.models import (
+    Firing,
+    Outcome,
+    ProgressReport,
+    QueueInfo,
+    StatsBucket,
+    Task,
+    WorkerInfo,
+)
 from tqd.storage.base import DURABLE_FSYNC, EnqueueResult, Page, Storage
 from tqd.storage.sqlite import ops
 from tqd.storage.sqlite.schema import migrate
@@ -129,6 +137,15 @@ class SqliteStorage(Storage):
 
     async def _settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         return await self._write(ops.op_settle, outcomes, now)
+
+    async def _report_progress(self, reports: Sequence[ProgressReport]) -> list[bool]:
+        return await self._write(ops.op_progress, reports)
+
+    async def _claim_firing(self, schedule: str, instant: float, now: float) -> bool:
+        return await self._write(ops.op_claim_firing, schedule, instant, now)
+
+    async def firings(self) -> dict[str, Firing]:
+        return await self._read(ops.op_firings)
 
     async def _reclaim_expired(self, now: float, limit: int) -> list[Task]:
         return await self._write(ops.op_reclaim, "lease_expires_at < ?", (now,), now, limit)

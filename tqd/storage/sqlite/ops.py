@@ -26,11 +26,14 @@ from tqd.models import (
     ERROR_HISTORY,
     STATES,
     Change,
+    Firing,
     Outcome,
+    ProgressReport,
     QueueChange,
     QueueInfo,
     Task,
     make_error,
+    progress_json,
     zero_counts,
 )
 from tqd.storage.base import EnqueueResult, Page
@@ -82,7 +85,14 @@ def _move(conn: Conn, queue: str, old: str, new: str, n: int = 1) -> None:
 
 # -- producing ----------------------------------------------------------------
 
-_INSERT = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 21)})"
+_INSERT = f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * len(TASK_COLUMNS.split(',')))})"
+#: The live task holding a unique key (see Task): the newest, if several.
+_UNIQUE_TWIN = (
+    f"{_SELECT} WHERE queue = ? AND name = ? AND unique_key = ? "
+    "AND state IN ('pending', 'scheduled', 'processing') AND unique_until > ? "
+    "ORDER BY seq DESC LIMIT 1"
+)
+_LIVE = ("pending", "scheduled", "processing")
 
 
 def op_ping(conn: Conn, changes: list) -> None:
@@ -95,6 +105,7 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
     rows = []
     deltas: Deltas = Counter()
     seen_keys: dict[tuple[str, str], Task] = {}
+    seen_unique: dict[tuple[str, str, str], Task] = {}
     for t in tasks:
         key = t.idempotency_key
         if key is not None:
@@ -106,12 +117,25 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
             if prior is not None:
                 results.append(EnqueueResult(prior, False))
                 continue
+        unique = None
+        if t.unique_key is not None and t.state in _LIVE:
+            unique = (t.queue, t.name, t.unique_key)
+            twin = seen_unique.get(unique)
+            if twin is None or not (twin.unique_until or 0) > t.created_at:
+                twin = _task_or_none(conn.execute(_UNIQUE_TWIN, (*unique, t.created_at)).fetchone())
+            if twin is not None:
+                results.append(EnqueueResult(twin, False))
+                continue
+        if key is not None:
             seen_keys[(t.queue, key)] = t
+        if unique is not None:
+            seen_unique[unique] = t
         rows.append((
             t.id, t.name, t.queue, t.payload, t.priority, t.state, t.attempts,
             t.max_attempts, t.attempt_budget, t.created_at, t.run_at, t.started_at,
             t.finished_at, t.result, orjson.dumps(t.errors) if t.errors else None,
             key, t.timeout, t.visibility_timeout, t.worker, t.lease_token, t.lease_expires_at,
+            t.unique_key, t.unique_until, t.progress,
         ))
         results.append(EnqueueResult(t, True))
         deltas[(t.queue, t.state)] += 1
@@ -246,6 +270,13 @@ def _append_error(conn: Conn, task_id: str, error: dict) -> bytes:
     return orjson.dumps(history[-ERROR_HISTORY:])
 
 
+def op_progress(conn: Conn, changes: list, reports: Sequence[ProgressReport]) -> list[bool]:
+    sql = f"UPDATE tasks SET progress = ? {_GUARD}"
+    return [
+        conn.execute(sql, (progress_json(r), r.task_id, r.token)).rowcount == 1 for r in reports
+    ]
+
+
 # -- background roles ---------------------------------------------------------
 
 
@@ -377,9 +408,11 @@ def op_cancel(conn: Conn, changes: list, task_id: str, now: float) -> Task:
     return task_from_row(row)
 
 
+# A revived task no longer holds its unique key (as on Redis, where the key
+# is let go when the task finishes): unique_until is cleared.
 _REVIVE = (
     "state = 'pending', max_attempts = attempts + attempt_budget, finished_at = NULL, "
-    f"run_at = NULL, result = NULL, worker = NULL, {_CLEAR_LEASE}"
+    f"run_at = NULL, result = NULL, worker = NULL, unique_until = NULL, {_CLEAR_LEASE}"
 )
 
 
@@ -487,3 +520,23 @@ def op_workers(conn: Conn, changes: list, now: float) -> list[bytes]:
     return [r[0] for r in conn.execute(
         "SELECT info FROM workers WHERE expires_at > ? ORDER BY id", (now,)
     )]
+
+
+# -- cron ---------------------------------------------------------------------
+
+
+def op_claim_firing(conn: Conn, changes: list, name: str, instant: float, now: float) -> bool:
+    cursor = conn.execute(
+        "INSERT INTO cron_firings(name, instant, fired_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET instant = excluded.instant, fired_at = excluded.fired_at "
+        "WHERE excluded.instant > cron_firings.instant",
+        (name, instant, now),
+    )
+    return cursor.rowcount == 1
+
+
+def op_firings(conn: Conn, changes: list) -> dict[str, Firing]:
+    return {
+        name: Firing(instant, fired_at)
+        for name, instant, fired_at in conn.execute("SELECT name, instant, fired_at FROM cron_firings")
+    }

@@ -16,7 +16,8 @@ from tqd.errors import ConfigError
 TASK_COLUMNS = (
     "id, name, queue, payload, priority, state, attempts, max_attempts, attempt_budget, "
     "created_at, run_at, started_at, finished_at, result, errors, idempotency_key, "
-    "timeout, visibility_timeout, worker, lease_token, lease_expires_at"
+    "timeout, visibility_timeout, worker, lease_token, lease_expires_at, "
+    "unique_key, unique_until, progress"
 )
 
 MIGRATIONS: list[str] = [
@@ -99,6 +100,21 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (step, queue, t)
     ) WITHOUT ROWID;
     CREATE INDEX stats_age ON stats(step, t);
+    """,
+    # 3: unique tasks, progress reports, cron firings.
+    """
+    ALTER TABLE tasks ADD COLUMN unique_key TEXT;
+    ALTER TABLE tasks ADD COLUMN unique_until REAL;
+    ALTER TABLE tasks ADD COLUMN progress BLOB;   -- encoded JSON, the latest report
+    -- The live twin of a unique task: same queue, name and key.
+    CREATE INDEX tasks_unique ON tasks(queue, name, unique_key) WHERE unique_key IS NOT NULL;
+
+    -- The last instant each cron schedule fired for; claimed by compare-and-set.
+    CREATE TABLE cron_firings (
+        name TEXT PRIMARY KEY,
+        instant REAL NOT NULL,
+        fired_at REAL NOT NULL
+    ) WITHOUT ROWID;
     """,
 ]
 
