@@ -53,6 +53,9 @@ class Task(msgspec.Struct):
     an enqueue of the same name and key in the same queue returns this task
     instead of storing another. ``progress`` is the latest progress its
     handler reported, as encoded JSON ``{"fraction", "message", "at"}``.
+
+    ``group`` (a name, or None) is the fairness group the task belongs to,
+    for example a tenant: see :meth:`tqd.storage.base.Storage.lease`.
     """
 
     id: str
@@ -79,6 +82,7 @@ class Task(msgspec.Struct):
     unique_key: str | None = None
     unique_until: float | None = None
     progress: bytes | None = None
+    group: str | None = None
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -116,10 +120,11 @@ OPS = frozenset(
 
 
 class QueueChange(NamedTuple):
-    """A queue was paused or resumed, or its tasks were removed in bulk."""
+    """A queue was paused or resumed, its limits changed, or its tasks were
+    removed in bulk."""
 
     queue: str
-    event: str  # "paused", "resumed", "purged"
+    event: str  # "paused", "resumed", "limits", "purged"
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -189,12 +194,65 @@ class Firing(NamedTuple):
     fired_at: float
 
 
+class QueueLimits(msgspec.Struct, kw_only=True, frozen=True):
+    """Flow control of one queue, kept in the store and applied by its lease.
+
+    Every limit holds across every process sharing the store; None means
+    unlimited.
+
+    - ``concurrency``: the most tasks of the queue ``processing`` at once
+      (tasks leased by remote pull workers count too).
+    - ``rate_limit`` per ``rate_interval`` seconds: a token bucket that holds
+      at most ``rate_burst`` tokens (None: ``rate_limit``) and refills at
+      ``rate_limit / rate_interval`` tokens per second; each leased task
+      takes one token. A new or changed bucket starts full.
+    - ``group_concurrency``: the most tasks of one group ``processing`` at
+      once (tasks without a group are not capped by it).
+    """
+
+    concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_interval: float = 1.0
+    rate_burst: int | None = None
+    group_concurrency: int | None = None
+
+    def problems(self) -> list[str]:
+        """What is wrong with these limits, one sentence per field (empty: valid)."""
+        out = []
+        for field in ("concurrency", "rate_limit", "rate_burst", "group_concurrency"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                out.append(f"{field} must be a whole number >= 1 or null, got {value!r}")
+        interval = self.rate_interval
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval <= 86400:
+            out.append(f"rate_interval must be seconds in (0, 86400], got {interval!r}")
+        return out
+
+    @property
+    def burst(self) -> int | None:
+        """The bucket's capacity: ``rate_burst``, else ``rate_limit``."""
+        return self.rate_burst if self.rate_burst is not None else self.rate_limit
+
+
+#: A queue with no limits.
+NO_LIMITS = QueueLimits()
+
+
 class QueueInfo(msgspec.Struct, kw_only=True):
-    """A queue: whether it is paused and how many tasks it holds per state."""
+    """A queue: whether it is paused, its limits, and how many tasks it holds
+    per state.
+
+    ``config_digest`` is an opaque string naming the ``[queues.NAME]``
+    settings last applied from a config file (None: never), so a restart
+    re-applies the file only when the file changed and a change made at
+    runtime survives restarts otherwise.
+    """
 
     name: str
     paused: bool = False
     counts: dict[str, int] = msgspec.field(default_factory=dict)
+    limits: QueueLimits = NO_LIMITS
+    config_digest: str | None = None
 
 
 class WorkerInfo(msgspec.Struct, kw_only=True):

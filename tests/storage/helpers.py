@@ -31,6 +31,7 @@ class TaskMaker:
         id: str | None = None,
         unique: str | None = None,
         unique_for: float = 300.0,
+        group: str | None = None,
     ) -> Task:
         """``unique`` makes a unique task with that key, held ``unique_for`` s."""
         now = self.clock.now()
@@ -49,6 +50,7 @@ class TaskMaker:
             visibility_timeout=visibility_timeout,
             unique_key=unique,
             unique_until=now + unique_for if unique is not None else None,
+            group=group,
         )
 
     def many(self, n: int, **kwargs: Any) -> list[Task]:

@@ -36,6 +36,7 @@ from tqd.models import (
     ProgressReport,
     QueueChange,
     QueueInfo,
+    QueueLimits,
     StatsBucket,
     Task,
     WorkerInfo,
@@ -81,6 +82,24 @@ class EnqueueResult(tuple):
     @property
     def created(self) -> bool:
         return self[1]
+
+
+class Leased(list):
+    """The tasks one lease handed out (a list, in lease order), and why it
+    handed out fewer than asked for when a queue limit cut it short.
+
+    ``limited`` is None when no limit of the queue held tasks back (the queue
+    may simply have run out), else which limit did: ``"concurrency"``,
+    ``"group"`` (group_concurrency) or ``"rate"``. ``retry_in`` is, for
+    ``"rate"``, the seconds until the bucket holds its next token.
+    """
+
+    __slots__ = ("limited", "retry_in")
+
+    def __init__(self, tasks=(), limited: str | None = None, retry_in: float | None = None) -> None:
+        super().__init__(tasks)
+        self.limited = limited
+        self.retry_in = retry_in
 
 
 class Page(tuple):
@@ -183,7 +202,7 @@ class Storage(ABC):
 
     async def lease(
         self, queue: str, limit: int, worker: str, now: float, visibility: float | None = None
-    ) -> list[Task]:
+    ) -> Leased:
         """Lease up to ``limit`` pending tasks of ``queue`` to ``worker``.
 
         Highest priority first, first in first out among equal priorities,
@@ -192,16 +211,37 @@ class Storage(ABC):
         and ``worker`` set. ``visibility`` (seconds, > 0) replaces the
         task's visibility timeout for this lease only. A paused queue leases
         nothing.
+
+        The queue's :class:`~tqd.models.QueueLimits` are read and applied in
+        the same atomic operation, so they hold across every process: at
+        most ``concurrency - processing`` tasks, at most as many as the rate
+        bucket holds whole tokens (refilled up to ``now``; one token taken
+        per task), and no group past ``group_concurrency`` processing.
+
+        Fair groups: when the queue holds pending tasks with a ``group``,
+        the lease goes round in turns instead of strict priority order. Each
+        turn visits every group that has pending tasks and room under
+        ``group_concurrency``, in the order of the group names, with the
+        tasks without a group as one more group named ``""`` (first in that
+        order); it takes each group's next task (priority, then FIFO, within
+        the group). The rotation goes on after the last group served by the
+        previous lease of the queue, whichever process made it (the store
+        keeps where it stopped). So a group with a burst of many tasks gets
+        one task per turn like every other group.
+
+        The result says which limit, if any, cut the lease short (see
+        :class:`Leased`); callers wait for that limit instead of taking the
+        queue for empty.
         """
         if limit <= 0:
-            return []
+            return Leased()
         _check_visibility(visibility)
         return await self._lease(queue, limit, worker, now, visibility)
 
     @abstractmethod
     async def _lease(
         self, queue: str, limit: int, worker: str, now: float, visibility: float | None
-    ) -> list[Task]: ...
+    ) -> Leased: ...
 
     async def extend(
         self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None = None
@@ -443,6 +483,29 @@ class Storage(ABC):
     @abstractmethod
     async def paused_queues(self) -> set[str]:
         """Names of the paused queues."""
+
+    async def set_limits(
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None = None
+    ) -> QueueInfo:
+        """Replace the limits of queue ``name`` (creating it if needed) and
+        return it; BadRequest naming the field when a limit is invalid.
+
+        Takes effect from the next lease of every process. The rate bucket
+        starts full again (holding ``limits.burst`` tokens at ``now``).
+        ``config_digest``, when given, is stored as the queue's
+        ``config_digest`` (the config settings these limits came from); None
+        keeps the stored one. Emits ``QueueChange(name, "limits")``.
+        """
+        problems = limits.problems()
+        if problems:
+            raise BadRequest("; ".join(problems))
+        await self._set_limits(name, limits, now, config_digest)
+        return await self.queue(name)
+
+    @abstractmethod
+    async def _set_limits(
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None
+    ) -> None: ...
 
     async def purge(self, queue: str, state: str) -> int:
         """Delete every task of ``queue`` in ``state`` (not processing); return how many."""
