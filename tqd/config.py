@@ -169,9 +169,26 @@ class ScheduleConfig(_Section):
 
 
 class QueueConfig(_Section):
-    """``[queues.NAME]``: per-queue limits in this process."""
+    """``[queues.NAME]``: the queue's limits and this process's share of it.
+
+    ``concurrency``, ``rate_limit`` (per ``rate_interval`` seconds, with
+    ``rate_burst``), ``group_concurrency`` and ``paused`` are kept in the
+    store and hold across every process (see tqd.models.QueueLimits). They
+    are written to the store at start and on reload when these settings
+    differ from the ones last applied from a config file, so a change made
+    at runtime (PATCH /v1/queues/NAME) lasts until the file changes.
+    ``paused`` unset leaves the queue as it is. ``weight`` is this process's
+    share of its worker slots when several queues have work (dispatch
+    "weighted"); it is not stored.
+    """
 
     concurrency: Count | None = None
+    rate_limit: Count | None = None
+    rate_interval: PositiveSeconds = 1.0
+    rate_burst: Count | None = None
+    group_concurrency: Count | None = None
+    paused: bool | None = None
+    weight: Count = 1
 
 
 class WorkerConfig(_Section):
@@ -180,6 +197,11 @@ class WorkerConfig(_Section):
     concurrency: Count = 100
     #: Queues this process serves; empty means every queue.
     queues: list[str] = []
+    #: How free worker slots are shared among queues that have work:
+    #: "weighted" by each queue's ``weight`` (default 1 each), or "strict":
+    #: in the order of ``queues`` (which must then be given), a queue taking
+    #: slots only when every queue before it has no task it may lease.
+    dispatch: Literal["weighted", "strict"] = "weighted"
     #: Most tasks leased in one round trip.
     lease_batch: Count = 200
     enabled: bool = True
