@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from tqd.clock import FakeClock
 from tqd.ids import IdGenerator
 from tqd.models import STATES, Outcome, Task, make_error
-from tqd.storage.base import Storage
+from tqd.storage.base import SHARED, Storage
 
 
 class TaskMaker:
@@ -118,3 +120,24 @@ async def assert_counts_exact(storage: Storage) -> None:
     for name in actual:
         assert name in kept, f"queue {name} holds tasks but queues() omits it"
     assert {k: v for k, v in kept.items() if v} == actual
+
+
+@asynccontextmanager
+async def two_handles(new_storage: Callable[[], Storage]) -> AsyncIterator[tuple[Storage, Storage]]:
+    """Two open handles on one store, as two processes would hold; closed after.
+
+    A store only one process may use (no ``SHARED`` capability) refuses a
+    second handle, so there both are the same handle.
+    """
+    first = new_storage()
+    await first.open()
+    second = first
+    try:
+        if SHARED in first.capabilities:
+            second = new_storage()
+            await second.open()
+        yield first, second
+    finally:
+        if second is not first:
+            await second.close()
+        await first.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tqd.models import QueueLimits
 
-from .helpers import all_tasks, assert_counts_exact, complete, put, release
+from .helpers import all_tasks, assert_counts_exact, complete, put, release, two_handles
 
 
 def groups_of(tasks):
@@ -30,10 +30,7 @@ async def test_one_turn_takes_one_task_of_each_group_in_name_order(storage, make
 
 
 async def test_the_rotation_goes_on_from_the_last_lease(new_storage, make, clock):
-    a, b = new_storage(), new_storage()
-    await a.open()
-    await b.open()
-    try:
+    async with two_handles(new_storage) as (a, b):
         for g in ("x", "y", "z"):
             await put(a, *make.many(3, group=g))
         seen = []
@@ -41,9 +38,6 @@ async def test_the_rotation_goes_on_from_the_last_lease(new_storage, make, clock
             handle = a if i % 2 else b
             seen += groups_of(await handle.lease("q", 1, "w", clock.now()))
         assert seen == ["x", "y", "z", "x", "y", "z", "x"]
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_within_a_group_priority_then_fifo(storage, make, clock):

@@ -7,7 +7,7 @@ import pytest
 from tqd.errors import BadRequest
 from tqd.models import NO_LIMITS, QueueChange, QueueLimits
 
-from .helpers import complete, fail, put, release
+from .helpers import complete, fail, put, release, two_handles
 
 
 async def test_a_queue_starts_without_limits(storage, make):
@@ -92,19 +92,13 @@ async def test_concurrency_caps_processing_tasks_of_the_queue(storage, make, clo
 
 
 async def test_concurrency_holds_across_handles_on_one_store(new_storage, make, clock):
-    a, b = new_storage(), new_storage()
-    await a.open()
-    await b.open()
-    try:
+    async with two_handles(new_storage) as (a, b):
         await put(a, *make.many(6))
         await a.set_limits("q", QueueLimits(concurrency=3), clock.now())
         got_a = await a.lease("q", 2, "wa", clock.now())
         got_b = await b.lease("q", 5, "wb", clock.now())
         assert (len(got_a), len(got_b)) == (2, 1)
         assert got_b.limited == "concurrency"
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_every_way_out_of_processing_frees_a_slot(storage, make, clock):
@@ -188,18 +182,12 @@ async def test_an_empty_queue_takes_no_tokens(storage, make, clock):
 
 
 async def test_the_rate_holds_across_handles(new_storage, make, clock):
-    a, b = new_storage(), new_storage()
-    await a.open()
-    await b.open()
-    try:
+    async with two_handles(new_storage) as (a, b):
         await put(a, *make.many(10))
         await a.set_limits("q", QueueLimits(rate_limit=5, rate_interval=10.0), clock.now())
         assert len(await a.lease("q", 3, "wa", clock.now())) == 3
         got = await b.lease("q", 10, "wb", clock.now())
         assert len(got) == 2 and got.limited == "rate"
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_concurrency_and_rate_together_take_the_smaller(storage, make, clock):

@@ -24,11 +24,12 @@ from tqd.models import (
     Outcome,
     ProgressReport,
     QueueInfo,
+    QueueLimits,
     StatsBucket,
     Task,
     WorkerInfo,
 )
-from tqd.storage.base import DURABLE_FSYNC, EnqueueResult, Page, Storage
+from tqd.storage.base import DURABLE_FSYNC, EnqueueResult, Leased, Page, Storage
 from tqd.storage.sqlite import ops
 from tqd.storage.sqlite.schema import migrate
 from tqd.storage.sqlite.stats import op_record_stats, op_stats
@@ -127,7 +128,7 @@ class SqliteStorage(Storage):
 
     async def _lease(
         self, queue: str, limit: int, worker: str, now: float, visibility: float | None
-    ) -> list[Task]:
+    ) -> Leased:
         return await self._write(ops.op_lease, queue, limit, worker, now, visibility)
 
     async def _extend(
@@ -207,8 +208,10 @@ class SqliteStorage(Storage):
     async def paused_queues(self) -> set[str]:
         return await self._read(ops.op_paused)
 
-    async def _set_limits(self, name, limits, now, config_digest) -> None:
-        raise NotImplementedError("queue limits: being built (issue 8)")
+    async def _set_limits(
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None
+    ) -> None:
+        await self._write(ops.op_set_limits, name, limits, now, config_digest)
 
     async def _purge(self, queue: str, state: str, limit: int) -> int:
         return await self._write(ops.op_purge, queue, state, limit)

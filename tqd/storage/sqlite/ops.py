@@ -24,6 +24,7 @@ from tqd.errors import Conflict, NotFound
 from tqd.models import (
     DELETED,
     ERROR_HISTORY,
+    NO_LIMITS,
     STATES,
     Change,
     Firing,
@@ -31,12 +32,13 @@ from tqd.models import (
     ProgressReport,
     QueueChange,
     QueueInfo,
+    QueueLimits,
     Task,
     make_error,
     progress_json,
     zero_counts,
 )
-from tqd.storage.base import EnqueueResult, Page
+from tqd.storage.base import EnqueueResult, Leased, Page
 from tqd.storage.sqlite.schema import TASK_COLUMNS
 from tqd.storage.sqlite.threads import mergeable
 
@@ -136,6 +138,8 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
             t.finished_at, t.result, orjson.dumps(t.errors) if t.errors else None,
             key, t.timeout, t.visibility_timeout, t.worker, t.lease_token, t.lease_expires_at,
             t.unique_key, t.unique_until, t.progress,
+            # "" is no group: it stands for the ungrouped tasks in the rotation.
+            t.group or None,
         ))
         results.append(EnqueueResult(t, True))
         deltas[(t.queue, t.state)] += 1
@@ -152,21 +156,106 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
 # -- consuming ----------------------------------------------------------------
 
 
+# The queue row and whether the queue holds grouped pending tasks, in one
+# statement: the lease of an unlimited queue without groups reads nothing more.
+_QUEUE_STATE = (
+    "SELECT q.paused, q.concurrency, q.rate_limit, q.rate_interval, q.rate_burst, "
+    "q.group_concurrency, q.rate_tokens, q.rate_at, q.last_group, "
+    "EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL) "
+    "FROM (SELECT ?1 AS name) AS k LEFT JOIN queues AS q ON q.name = k.name"
+)
+_LEASE_SET = (
+    "UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
+    "lease_expires_at = ? + coalesce(?, visibility_timeout), started_at = ?, worker = ? "
+)
+# Ungrouped pending tasks in lease order (the partial tasks_pending index).
+_LEASE_PLAIN = (
+    _LEASE_SET + "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
+    f"AND grp IS NULL ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}"
+)
+_LEASE_ONE_UNGROUPED = (
+    _LEASE_SET + "WHERE seq = (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
+    f"AND grp IS NULL ORDER BY priority DESC, seq LIMIT 1) RETURNING {TASK_COLUMNS}"
+)
+_LEASE_ONE_GROUPED = (
+    _LEASE_SET + "WHERE seq = (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
+    f"AND grp = ? ORDER BY priority DESC, seq LIMIT 1) RETURNING {TASK_COLUMNS}"
+)
+# The first group after a name that has pending tasks: one seek in
+# tasks_group_pending, however many tasks each group holds.
+_NEXT_GROUP = (
+    "SELECT grp FROM tasks WHERE queue = ? AND state = 'pending' AND grp IS NOT NULL "
+    "AND grp > ? ORDER BY grp LIMIT 1"
+)
+_GROUP_PENDING = "SELECT 1 FROM tasks WHERE queue = ? AND state = 'pending' AND grp = ? LIMIT 1"
+_GROUP_PROCESSING = "SELECT count(*) FROM tasks WHERE queue = ? AND state = 'processing' AND grp = ?"
+#: Slack when counting whole tokens, so 0.9999999 tokens from float steps count as 1.
+_TOKEN_EPS = 1e-9
+
+
 def op_lease(
     conn: Conn, changes: list, queue: str, limit: int, worker: str, now: float,
     visibility: float | None = None,
-) -> list[Task]:
-    # The paused flag is read in the same transaction as the lease, so a
-    # pause or resume is never seen half-way (no cached copy to go stale).
-    if conn.execute("SELECT 1 FROM queues WHERE name = ? AND paused", (queue,)).fetchone():
-        return []
-    rows = conn.execute(
-        "UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
-        "lease_expires_at = ? + coalesce(?, visibility_timeout), started_at = ?, worker = ? "
-        "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
-        f"ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}",
-        (now, visibility, now, worker, queue, limit),
-    ).fetchall()
+) -> Leased:
+    # The queue row (paused, limits, bucket, rotation) is read in the same
+    # transaction as the lease, so every process sees one consistent state
+    # and a limit holds across them (no cached copy to go stale).
+    (paused, concurrency, rate, interval, burst, group_cap, tokens, rate_at, last_group,
+     grouped) = conn.execute(_QUEUE_STATE, (queue,)).fetchone()
+    if paused:
+        return Leased()
+    lease_args = (now, visibility, now, worker, queue)
+    if concurrency is None and rate is None and not grouped:
+        return Leased(_lease_plain(conn, changes, queue, limit, lease_args))
+
+    counts = dict(conn.execute(
+        "SELECT state, n FROM queue_counts WHERE queue = ? AND state IN ('pending', 'processing')",
+        (queue,),
+    ).fetchall())
+    pending = counts.get("pending", 0)
+    allowed, binding = limit, None
+    if concurrency is not None:
+        room = max(0, concurrency - counts.get("processing", 0))
+        if room < allowed:
+            allowed, binding = room, "concurrency"
+    level = per_second = 0.0
+    if rate is not None:
+        capacity = burst if burst is not None else rate
+        per_second = rate / (interval or 1.0)
+        level = float(capacity) if tokens is None else min(
+            float(capacity), tokens + max(0.0, now - rate_at) * per_second
+        )
+        whole = int(level + _TOKEN_EPS)
+        if whole < allowed:  # on a tie concurrency stays the reason: it frees slowest
+            allowed, binding = whole, "rate"
+
+    blocked = False
+    tasks: list[Task] = []
+    if allowed > 0:
+        if grouped:
+            tasks, blocked = _lease_groups(conn, changes, queue, allowed, group_cap, last_group, lease_args)
+        else:
+            tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
+    if rate is not None and tasks:
+        level = max(0.0, level - len(tasks))
+        conn.execute(
+            "UPDATE queues SET rate_tokens = ?, rate_at = ? WHERE name = ?", (level, now, queue)
+        )
+    leased = Leased(tasks)
+    if len(tasks) < limit:
+        if binding is not None and len(tasks) == allowed and pending > len(tasks):
+            leased.limited = binding
+        elif blocked:
+            leased.limited = "group"
+        if leased.limited == "rate":
+            fraction = max(0.0, level - int(level + _TOKEN_EPS))
+            leased.retry_in = (1.0 - fraction) / per_second
+    return leased
+
+
+def _lease_plain(conn: Conn, changes: list, queue: str, n: int, lease_args: tuple) -> list[Task]:
+    """Lease up to ``n`` ungrouped tasks in priority, then FIFO order."""
+    rows = conn.execute(_LEASE_PLAIN, (*lease_args, n)).fetchall()
     if not rows:
         return []
     # RETURNING comes in no promised order; hand the tasks out in lease order.
@@ -175,6 +264,93 @@ def op_lease(
     _move(conn, queue, "pending", "processing", len(tasks))
     changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
     return tasks
+
+
+def _ring(conn: Conn, queue: str, last: str | None):
+    """The groups with pending tasks in rotation order: after ``last``, wrapping
+    round, ending with ``last`` itself. ``""`` stands for the tasks without a
+    group (first in the order); it is always yielded, holding tasks or not.
+    Lazy: each next group costs one index seek."""
+
+    def after(name: str):
+        while (row := conn.execute(_NEXT_GROUP, (queue, name)).fetchone()) is not None:
+            name = row[0]
+            yield name
+
+    if last is None:
+        yield ""
+        yield from after("")
+        return
+    yield from after(last)
+    yield ""
+    if last:
+        for name in after(""):
+            if name > last:
+                return
+            yield name
+
+
+def _lease_groups(
+    conn: Conn, changes: list, queue: str, n: int, group_cap: int | None, last: str | None,
+    lease_args: tuple,
+) -> tuple[list[Task], bool]:
+    """Lease up to ``n`` tasks in turns over the groups (see Storage.lease);
+    return them in lease order and whether group_concurrency held a group
+    with pending tasks back. Stores the last group served."""
+    tasks: list[Task] = []
+    processing: dict[str, int] = {}  # group -> its processing tasks, once counted
+    blocked = False
+
+    def take(group: str) -> Task | None:
+        nonlocal blocked
+        if group == "":
+            row = conn.execute(_LEASE_ONE_UNGROUPED, lease_args).fetchone()
+        else:
+            if group_cap is not None:
+                busy = processing.get(group)
+                if busy is None:
+                    busy = conn.execute(_GROUP_PROCESSING, (queue, group)).fetchone()[0]
+                if busy >= group_cap:
+                    blocked = blocked or conn.execute(_GROUP_PENDING, (queue, group)).fetchone() is not None
+                    return None
+                processing[group] = busy + 1
+            row = conn.execute(_LEASE_ONE_GROUPED, (*lease_args, group)).fetchone()
+        if row is None:
+            return None
+        task = task_from_row(row)
+        tasks.append(task)
+        return task
+
+    # The first turn walks the groups in the store; later turns only those
+    # that gave a task in the turn before (no group appears mid-lease).
+    live: list[str] = []
+    served = last
+    for group in _ring(conn, queue, last):
+        if take(group) is not None:
+            live.append(group)
+            served = group
+            if len(tasks) >= n:
+                break
+    else:
+        while live and len(tasks) < n:
+            still = []
+            for i, group in enumerate(live):
+                if take(group) is not None:
+                    still.append(group)
+                    served = group
+                    if len(tasks) >= n:
+                        still.extend(live[i + 1 :])
+                        break
+            live = still
+    if tasks:
+        conn.execute(
+            "INSERT INTO queues(name, last_group) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET last_group = excluded.last_group",
+            (queue, served),
+        )
+        _move(conn, queue, "pending", "processing", len(tasks))
+        changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
+    return tasks, blocked
 
 
 def op_extend(
@@ -444,18 +620,39 @@ def op_declare(conn: Conn, changes: list, names: list[str]) -> None:
     conn.executemany("INSERT OR IGNORE INTO queues(name) VALUES (?)", [(n,) for n in names])
 
 
+_QUEUE_COLUMNS = (
+    "name, paused, concurrency, rate_limit, rate_interval, rate_burst, group_concurrency, "
+    "config_digest"
+)
+
+
+def _queue_info(row: Sequence[Any]) -> QueueInfo:
+    name, paused, concurrency, rate, interval, burst, group_cap, digest = row
+    limits = NO_LIMITS  # shared, for the many queues that never had limits set
+    if (concurrency, rate, burst, group_cap) != (None,) * 4 or interval not in (None, 1.0):
+        limits = QueueLimits(
+            concurrency=concurrency, rate_limit=rate, rate_interval=interval or 1.0,
+            rate_burst=burst, group_concurrency=group_cap,
+        )
+    return QueueInfo(
+        name=name, paused=bool(paused), counts=zero_counts(), limits=limits, config_digest=digest
+    )
+
+
 def op_queues(conn: Conn, changes: list, only: str | None) -> list[QueueInfo]:
     if only is None:
-        declared = conn.execute("SELECT name, paused FROM queues").fetchall()
+        declared = conn.execute(f"SELECT {_QUEUE_COLUMNS} FROM queues").fetchall()
         counted = conn.execute("SELECT queue, state, n FROM queue_counts").fetchall()
     else:
-        declared = conn.execute("SELECT name, paused FROM queues WHERE name = ?", (only,)).fetchall()
+        declared = conn.execute(
+            f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE name = ?", (only,)
+        ).fetchall()
         counted = conn.execute(
             "SELECT queue, state, n FROM queue_counts WHERE queue = ?", (only,)
         ).fetchall()
     infos: dict[str, QueueInfo] = {}
-    for name, paused in declared:
-        infos[name] = QueueInfo(name=name, paused=bool(paused), counts=zero_counts())
+    for row in declared:
+        infos[row[0]] = _queue_info(row)
     for queue, state, n in counted:
         info = infos.get(queue)
         if info is None:
@@ -475,6 +672,25 @@ def op_set_paused(conn: Conn, changes: list, name: str, paused: bool) -> None:
         (name, int(paused)),
     )
     changes.append(QueueChange(name, "paused" if paused else "resumed"))
+
+
+def op_set_limits(
+    conn: Conn, changes: list, name: str, limits: QueueLimits, now: float, digest: str | None
+) -> None:
+    # The bucket starts full: NULL tokens read as full, from now on.
+    conn.execute(
+        "INSERT INTO queues(name, concurrency, rate_limit, rate_interval, rate_burst, "
+        "group_concurrency, rate_tokens, rate_at, config_digest) "
+        "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+        "concurrency = excluded.concurrency, rate_limit = excluded.rate_limit, "
+        "rate_interval = excluded.rate_interval, rate_burst = excluded.rate_burst, "
+        "group_concurrency = excluded.group_concurrency, rate_tokens = NULL, "
+        "rate_at = excluded.rate_at, "
+        "config_digest = coalesce(excluded.config_digest, queues.config_digest)",
+        (name, limits.concurrency, limits.rate_limit, float(limits.rate_interval),
+         limits.rate_burst, limits.group_concurrency, now, digest),
+    )
+    changes.append(QueueChange(name, "limits"))
 
 
 def op_purge(conn: Conn, changes: list, queue: str, state: str, limit: int) -> int:

@@ -17,7 +17,7 @@ TASK_COLUMNS = (
     "id, name, queue, payload, priority, state, attempts, max_attempts, attempt_budget, "
     "created_at, run_at, started_at, finished_at, result, errors, idempotency_key, "
     "timeout, visibility_timeout, worker, lease_token, lease_expires_at, "
-    "unique_key, unique_until, progress"
+    "unique_key, unique_until, progress, grp"
 )
 
 MIGRATIONS: list[str] = [
@@ -115,6 +115,35 @@ MIGRATIONS: list[str] = [
         instant REAL NOT NULL,
         fired_at REAL NOT NULL
     ) WITHOUT ROWID;
+    """,
+    # 4: queue limits and fair groups (see Storage.lease).
+    """
+    ALTER TABLE tasks ADD COLUMN grp TEXT;        -- fairness group; NULL: none
+    -- Ungrouped pending tasks keep the plain leasing index, now partial so a
+    -- lease of ungrouped tasks never walks past a group's backlog.
+    DROP INDEX tasks_pending;
+    CREATE INDEX tasks_pending ON tasks(queue, priority DESC, seq)
+        WHERE state = 'pending' AND grp IS NULL;
+    -- Grouped pending tasks: the next group after a name is one seek
+    -- (skip-scan over distinct groups), and a group's next task another.
+    CREATE INDEX tasks_group_pending ON tasks(queue, grp, priority DESC, seq)
+        WHERE state = 'pending' AND grp IS NOT NULL;
+    -- Processing tasks of one group, for group_concurrency.
+    CREATE INDEX tasks_group_processing ON tasks(queue, grp)
+        WHERE state = 'processing' AND grp IS NOT NULL;
+
+    -- Limits (NULL: unlimited), the rate bucket (tokens held at rate_at;
+    -- NULL tokens: full), the last group a lease served (NULL: none yet;
+    -- '' : the tasks without a group) and the config settings last applied.
+    ALTER TABLE queues ADD COLUMN concurrency INTEGER;
+    ALTER TABLE queues ADD COLUMN rate_limit INTEGER;
+    ALTER TABLE queues ADD COLUMN rate_interval REAL;
+    ALTER TABLE queues ADD COLUMN rate_burst INTEGER;
+    ALTER TABLE queues ADD COLUMN group_concurrency INTEGER;
+    ALTER TABLE queues ADD COLUMN rate_tokens REAL;
+    ALTER TABLE queues ADD COLUMN rate_at REAL;
+    ALTER TABLE queues ADD COLUMN last_group TEXT;
+    ALTER TABLE queues ADD COLUMN config_digest TEXT;
     """,
 ]
 
