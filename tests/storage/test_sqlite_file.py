@@ -10,9 +10,11 @@ import pytest
 
 from tqd.clock import FakeClock
 from tqd.errors import ConfigError
+from tqd.models import NO_LIMITS, Task
 from tqd.storage.sqlite import SqliteStorage
+from tqd.storage.sqlite.schema import MIGRATIONS, TASK_COLUMNS, _statements
 
-from .helpers import TaskMaker, counts
+from .helpers import TaskMaker, assert_counts_exact, counts
 
 
 @pytest.fixture
@@ -69,3 +71,66 @@ async def test_a_file_from_a_newer_tqd_is_refused_and_left_unlocked(path):
     again = SqliteStorage(path)
     await again.open()  # not "in use": the refused open released its lock
     await again.close()
+
+
+def _file_at_version(path: str, version: int) -> sqlite3.Connection:
+    """A file with the first ``version`` migrations applied, as an older tqd left it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number in range(1, version + 1):
+        for statement in _statements(MIGRATIONS[number - 1]):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
+async def test_a_version_3_file_migrates_in_place_keeping_its_tasks(path, make):
+    old = _file_at_version(path, 3)
+    columns = TASK_COLUMNS.removesuffix(", grp")  # the tasks table before groups
+    pending, done = make(priority=1), make()
+    done.state, done.finished_at, done.attempts = "completed", 5.0, 1
+    for t in (pending, done):
+        row = [getattr(t, f) for f in Task.__struct_fields__ if f != "group"]
+        row[Task.__struct_fields__.index("errors")] = None
+        old.execute(f"INSERT INTO tasks ({columns}) VALUES ({', '.join('?' * len(row))})", row)
+        old.execute("INSERT INTO queue_counts VALUES ('q', ?, 1)", (t.state,))
+    old.execute("INSERT INTO queues(name, paused) VALUES ('q', 0)")
+    old.close()
+
+    s = SqliteStorage(path)
+    await s.open()
+    try:
+        assert await s.get(pending.id) == pending
+        assert (await s.get(done.id)).state == "completed"
+        info = await s.queue("q")
+        assert (info.limits, info.config_digest) == (NO_LIMITS, None)
+        assert info.counts["pending"] == 1
+        [leased] = await s.lease("q", 5, "w", 10.0)
+        assert leased.id == pending.id and leased.group is None
+        await s.enqueue([make(group="g"), make()])
+        assert len(await s.lease("q", 5, "w", 10.0)) == 2
+        await assert_counts_exact(s)
+    finally:
+        await s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+    conn.close()
+
+
+def test_every_lease_statement_seeks_an_index(path):
+    # A lease must cost O(log n) per task: no statement may scan the tasks
+    # table or sort it, however large a group's backlog grows.
+    from tqd.storage.sqlite import ops
+
+    conn = _file_at_version(path, len(MIGRATIONS))
+    lease = (1.0, None, 1.0, "w", "q")
+    statements = [
+        (ops._QUEUE_FLAGS, ("q",)), (ops._LEASE_PLAIN, (*lease, 5)),
+        (ops._LEASE_ONE_UNGROUPED, lease), (ops._LEASE_ONE_GROUPED, (*lease, "g")),
+        (ops._NEXT_GROUP, ("q", "g")), (ops._GROUP_PENDING, ("q", "g")),
+        (ops._GROUP_PROCESSING, ("q", "g")),
+    ]
+    for sql, args in statements:
+        plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "SCAN tasks" not in plan and "TEMP B-TREE" not in plan, (sql, plan)
+        assert "USING INDEX tasks_" in plan, (sql, plan)
+    conn.close()

@@ -156,13 +156,18 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
 # -- consuming ----------------------------------------------------------------
 
 
-# The queue row and whether the queue holds grouped pending tasks, in one
-# statement: the lease of an unlimited queue without groups reads nothing more.
-_QUEUE_STATE = (
-    "SELECT q.paused, q.concurrency, q.rate_limit, q.rate_interval, q.rate_burst, "
-    "q.group_concurrency, q.rate_tokens, q.rate_at, q.last_group, "
-    "EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL) "
-    "FROM (SELECT ?1 AS name) AS k LEFT JOIN queues AS q ON q.name = k.name"
+# Every lease first asks, in one cheap statement: is the queue paused (bit
+# 1), has it a concurrency or rate limit (bit 2), and does it hold grouped
+# pending tasks (one seek in an index that ungrouped tasks never enter)? An
+# unlimited queue without groups then leases with no further reads.
+_QUEUE_FLAGS = (
+    "SELECT (SELECT paused + 2 * (concurrency IS NOT NULL OR rate_limit IS NOT NULL) "
+    "FROM queues WHERE name = ?1), "
+    "EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL)"
+)
+_QUEUE_LIMITS = (
+    "SELECT concurrency, rate_limit, rate_interval, rate_burst, group_concurrency, "
+    "rate_tokens, rate_at, last_group FROM queues WHERE name = ?"
 )
 _LEASE_SET = (
     "UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
@@ -200,14 +205,16 @@ def op_lease(
     # The queue row (paused, limits, bucket, rotation) is read in the same
     # transaction as the lease, so every process sees one consistent state
     # and a limit holds across them (no cached copy to go stale).
-    (paused, concurrency, rate, interval, burst, group_cap, tokens, rate_at, last_group,
-     grouped) = conn.execute(_QUEUE_STATE, (queue,)).fetchone()
-    if paused:
+    flags, grouped = conn.execute(_QUEUE_FLAGS, (queue,)).fetchone()
+    if flags and flags & 1:
         return Leased()
     lease_args = (now, visibility, now, worker, queue)
-    if concurrency is None and rate is None and not grouped:
+    if not flags and not grouped:
         return Leased(_lease_plain(conn, changes, queue, limit, lease_args))
 
+    concurrency, rate, interval, burst, group_cap, tokens, rate_at, last_group = (
+        conn.execute(_QUEUE_LIMITS, (queue,)).fetchone() or (None,) * 8
+    )
     counts = dict(conn.execute(
         "SELECT state, n FROM queue_counts WHERE queue = ? AND state IN ('pending', 'processing')",
         (queue,),
