@@ -245,8 +245,10 @@ def op_lease(
             tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
     if rate is not None and tasks:
         level = max(0.0, level - len(tasks))
+        # A clock behind the last lease's (another host) must not refill twice.
+        at = now if rate_at is None else max(now, rate_at)
         conn.execute(
-            "UPDATE queues SET rate_tokens = ?, rate_at = ? WHERE name = ?", (level, now, queue)
+            "UPDATE queues SET rate_tokens = ?, rate_at = ? WHERE name = ?", (level, at, queue)
         )
     leased = Leased(tasks)
     if len(tasks) < limit:
