@@ -50,6 +50,7 @@ from tqd.models import (
     ProgressReport,
     QueueChange,
     QueueInfo,
+    QueueLimits,
     StatsBucket,
     Task,
     WorkerInfo,
@@ -57,7 +58,7 @@ from tqd.models import (
     rfc3339,
     zero_counts,
 )
-from tqd.storage.base import SHARED, EnqueueResult, Page, Storage
+from tqd.storage.base import SHARED, EnqueueResult, Leased, Page, Storage
 from tqd.storage.redis import stats as redis_stats
 from tqd.storage.redis.batcher import EnqueueBatcher
 from tqd.storage.redis.client import (
@@ -291,27 +292,22 @@ class RedisStorage(Storage):
         restart lost it, and wake whoever waits on a queue with work."""
         if self._registered:
             await self._guard(self._redis().sadd(self.keys.queues, *self._registered))
-        counts = await self._counts(await self._queue_names())
-        self._emit(
-            [Change("", q, "", "pending") for q, (c, _) in counts.items() if c.get("pending")]
-        )
+        infos = await self._infos(await self._queue_names())
+        self._emit([Change("", q.name, "", "pending") for q in infos if q.counts.get("pending")])
 
     async def _queue_names(self) -> list[str]:
         names = await self._guard(self._redis().smembers(self.keys.queues))
         return sorted(n.decode() for n in names)
 
-    async def _counts(self, names: Sequence[str]) -> dict[str, tuple[dict[str, int], bool]]:
+    async def _infos(self, names: Sequence[str]) -> list[QueueInfo]:
+        """These queues as QueueInfo, in one round trip: their counts hashes
+        (which hold the limits too, see _queue_info) and paused flags."""
         pipe = self._redis().pipeline(transaction=False)
         for q in names:
             pipe.hgetall(self.keys.counts(q))
             pipe.exists(self.keys.paused(q))
         out = await self._guard(pipe.execute())
-        result = {}
-        for i, q in enumerate(names):
-            counts = zero_counts()
-            counts.update({k.decode(): int(v) for k, v in out[2 * i].items()})
-            result[q] = (counts, bool(out[2 * i + 1]))
-        return result
+        return [_queue_info(q, out[2 * i], bool(out[2 * i + 1])) for i, q in enumerate(names)]
 
     async def _find(self, task_id: str) -> tuple[str, dict[bytes, bytes]] | None:
         """The queue and the fields of a task, looked up in every queue."""
@@ -374,7 +370,7 @@ class RedisStorage(Storage):
                 t = tasks[i]
                 fields = task_fields(t)
                 args += [t.id, t.idempotency_key or "", t.state, t.name, str(t.priority)]
-                args += [_index_time(t), _unique_arg(t), len(fields) // 2, *fields]
+                args += [_index_time(t), _unique_arg(t), t.group or "", len(fields) // 2, *fields]
             calls.append(("ENQUEUE", queue, args))
         # A queue goes into the registry with its first batch from this
         # handle (an SADD in the same round trip); after a Redis restart,
@@ -418,10 +414,10 @@ class RedisStorage(Storage):
 
     async def _lease(
         self, queue: str, limit: int, worker: str, now: float, visibility: float | None
-    ) -> list[Task]:
+    ) -> Leased:
         started = _num(now).encode()
         vis = "" if visibility is None else _num(visibility)
-        flat, _ = await self._run1(
+        flat, _, limited, retry_in = await self._run1(
             "LEASE", queue, limit, worker, started, secrets.token_hex(6), vis
         )
         tasks = []
@@ -431,7 +427,9 @@ class RedisStorage(Storage):
             fields[b"s"], fields[b"l"], fields[b"z"] = b"processing", flat[i + 2], flat[i + 3]
             fields[b"g"], fields[b"w"] = started, worker.encode()
             tasks.append(decode_task(flat[i].decode(), queue, fields))
-        return tasks
+        return Leased(
+            tasks, limited=limited.decode() or None, retry_in=float(retry_in) if retry_in else None
+        )
 
     def _by_queue(self, items: Sequence[Any], token_of: Any) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}
@@ -614,24 +612,32 @@ class RedisStorage(Storage):
             self._registered.update(names)
 
     async def queues(self) -> list[QueueInfo]:
-        counts = await self._counts(await self._queue_names())
-        return [QueueInfo(name=q, paused=p, counts=c) for q, (c, p) in counts.items()]
+        return await self._infos(await self._queue_names())
 
     async def _queue(self, name: str) -> QueueInfo | None:
         if not await self._guard(self._redis().sismember(self.keys.queues, name)):
             return None
-        counts, paused = (await self._counts([name]))[name]
-        return QueueInfo(name=name, paused=paused, counts=counts)
+        return (await self._infos([name]))[0]
 
     async def _set_paused(self, name: str, paused: bool) -> None:
         await self._run([("SET_PAUSED", name, ["1" if paused else "0"])], register=[name])
 
-    async def _set_limits(self, name, limits, now, config_digest) -> None:
-        raise NotImplementedError("queue limits: being built (issue 8)")
+    async def _set_limits(
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None
+    ) -> None:
+        def opt(value: int | None) -> str:
+            return "" if value is None else str(value)
+
+        interval = "" if limits.rate_interval == 1.0 else _num(limits.rate_interval)
+        args = [
+            opt(limits.concurrency), opt(limits.rate_limit), interval, opt(limits.rate_burst),
+            opt(limits.group_concurrency), _num(now),
+            "" if config_digest is None else "=" + config_digest,
+        ]  # fmt: skip
+        await self._run([("SET_LIMITS", name, args)], register=[name])
 
     async def paused_queues(self) -> set[str]:
-        counts = await self._counts(await self._queue_names())
-        return {q for q, (_, paused) in counts.items() if paused}
+        return {q.name for q in await self._infos(await self._queue_names()) if q.paused}
 
     async def _purge(self, queue: str, state: str, limit: int) -> int:
         return (await self._run1("PURGE", queue, state, limit))[0]
@@ -673,6 +679,35 @@ class RedisStorage(Storage):
         return await redis_stats.read(
             self._redis(), self.keys, step, since, until, queue, guard=self._guard
         )
+
+
+def _queue_info(name: str, fields: dict[bytes, bytes], paused: bool) -> QueueInfo:
+    """A queue from its counts hash: fields named after a state are counts,
+    fields starting with ``_`` its settings (scripts.py, LEASE)."""
+    counts = zero_counts()
+    settings: dict[str, str] = {}
+    for k, v in fields.items():
+        key = k.decode()
+        if key.startswith("_"):
+            settings[key] = v.decode()
+        else:
+            counts[key] = int(v)
+
+    def opt(field: str) -> int | None:
+        value = settings.get(field)
+        return None if value is None else int(value)
+
+    limits = QueueLimits(
+        concurrency=opt("_c"),
+        rate_limit=opt("_r"),
+        rate_interval=float(settings.get("_i", 1.0)),
+        rate_burst=opt("_b"),
+        group_concurrency=opt("_gc"),
+    )
+    return QueueInfo(
+        name=name, paused=paused, counts=counts, limits=limits,
+        config_digest=settings.get("_d"),
+    )  # fmt: skip
 
 
 _CONFLICTS = {

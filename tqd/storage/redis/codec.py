@@ -16,8 +16,11 @@ c     created_at          x     timeout
 v     visibility_timeout  w     worker
 l     lease_token         z     lease_expires_at
 uk    unique_key          uu    unique_until
-pg    progress (JSON)
+pg    progress (JSON)      gr    group
 ====  ==================  ====  ==================
+
+``gr`` is written only for a task with a group: an ungrouped task is no
+bigger for it. The empty string is no group (the lease treats it as none).
 
 Floats are written with ``repr`` (Python) or ``%.17g`` (Lua), both exact.
 """
@@ -59,6 +62,7 @@ def task_fields(t: Task) -> list[bytes]:
             out += (field, _num(value))
     for field, text in (
         (b"k", t.idempotency_key), (b"w", t.worker), (b"l", t.lease_token), (b"uk", t.unique_key),
+        (b"gr", t.group or None),
     ):  # fmt: skip
         if text is not None:
             out += (field, text.encode())
@@ -107,6 +111,7 @@ def decode_task(task_id: str, queue: str, f: dict[bytes, bytes]) -> Task:
         unique_key=_text(f.get(b"uk")),
         unique_until=_float(f.get(b"uu")),
         progress=f.get(b"pg"),
+        group=_text(f.get(b"gr")),
     )
 
 

@@ -15,7 +15,12 @@ Layout (prefix ``tqd`` by default; ``Q`` is a queue name)::
                                            and h<i> (latency histogram bucket i);
                                            expires after its retention
 
-    tqd:{q:Q}:c                     HASH   state -> number of tasks (the counts)
+    tqd:{q:Q}:c                     HASH   state -> number of tasks (the counts),
+                                           and the queue's settings in fields
+                                           starting with _ (limits, rate
+                                           bucket, group rotation cursor,
+                                           config digest, number of grouped
+                                           pending tasks: scripts.py, LEASE)
     tqd:{q:Q}:paused                STRING exists while the queue is paused
     tqd:{q:Q}:t:<id>                HASH   one task, short field names (codec.py)
     tqd:{q:Q}:i:<idempotency key>   STRING -> task id, deleted with the task
@@ -32,6 +37,17 @@ Layout (prefix ``tqd`` by default; ``Q`` is a queue name)::
     tqd:{q:Q}:z:<state>             ZSET   id -> time, for every state but pending:
                                            run_at (scheduled), lease expiry
                                            (processing), finished_at (finished)
+    tqd:{q:Q}:g:<group>             ZSET   pending ids of one fair group ->
+                                           -priority (lease order: priority,
+                                           then id); exists while not empty
+    tqd:{q:Q}:gs                    ZSET   names of the groups with pending
+                                           tasks, all scores 0 (name order)
+    tqd:{q:Q}:gp                    HASH   group -> its processing tasks (> 0)
+
+Pending tasks with a group are listed from the stream pending:g:<name>
+instead of pending:<prio>:<name>, so the lease of ungrouped tasks never reads
+them; the lease takes them from their group's index. A queue without groups
+has none of these keys and an ungrouped task no group field.
 
 Hash tags: every key of one queue carries ``{q:Q}``, so every script touches
 one hash slot and the same scripts run on Redis Cluster. Scripts receive one
@@ -105,6 +121,18 @@ class Keys:
     def time_index(self, queue: str, state: str) -> str:
         """Ids of ``queue`` in a non-pending ``state`` by their time."""
         return f"{self.prefix}:{{q:{queue}}}:z:{state}"
+
+    def group_index(self, queue: str, group: str) -> str:
+        """Pending ids of one fair group of ``queue`` by -priority."""
+        return f"{self.prefix}:{{q:{queue}}}:g:{group}"
+
+    def groups(self, queue: str) -> str:
+        """Names of the groups of ``queue`` that have pending tasks."""
+        return f"{self.prefix}:{{q:{queue}}}:gs"
+
+    def group_processing(self, queue: str) -> str:
+        """Group -> number of its processing tasks."""
+        return f"{self.prefix}:{{q:{queue}}}:gp"
 
     def streams(self, queue: str) -> str:
         """The set of live stream names of ``queue``."""

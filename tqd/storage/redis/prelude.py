@@ -30,8 +30,14 @@ end
 -- the stream (listing index; lease order when pending) of a task; nil for
 -- processing tasks, which are few (bounded by the workers' concurrency) and
 -- listed from their time index instead
-local function stream(state, prio, name)
-  if state == 'pending' then return 'pending:' .. prio .. ':' .. name end
+-- A grouped pending task (grp set) is listed from pending:g:<name>, which
+-- the lease of ungrouped tasks does not read: it leases from its group's
+-- index instead (see enter).
+local function stream(state, prio, name, grp)
+  if state == 'pending' then
+    if grp then return 'pending:g:' .. name end
+    return 'pending:' .. prio .. ':' .. name
+  end
   if state == 'processing' then return nil end
   return state .. ':' .. name
 end
@@ -170,7 +176,10 @@ end
 -- once at its end by flush() (publish() calls it): one ZADD/ZREM per index
 -- and bucket and one HINCRBY per state, instead of several calls per task.
 -- No script reads an index or a count after changing it.
-local pend = {sadd = {}, srem = {}, zadd = {}, zrem = {}, count = {}}
+local function fresh()
+  return {sadd = {}, srem = {}, zadd = {}, zrem = {}, count = {}, gadd = {}, grem = {}, gproc = {}}
+end
+local pend = fresh()
 
 local function defer(tbl, key, v)
   local list = tbl[key]
@@ -186,21 +195,51 @@ local function defer2(tbl, key, a, b)
   list[n + 2] = b
 end
 
+-- Fair groups. A task of group grp (nil: none) that is pending is in the
+-- group's index g:<grp> (score -priority, so priority then id order) and
+-- counted in the count field _g (grouped pending tasks: the lease takes its
+-- fast path while it is 0); gs holds the names of the groups with pending
+-- tasks (all scores 0: name order); gp counts each group's processing tasks.
+local function grouped(id, st, prio, grp, delta)
+  if st == 'pending' then
+    if delta > 0 then defer2(pend.gadd, grp, -tonumber(prio), id) else defer(pend.grem, grp, id) end
+    pend.count['_g'] = (pend.count['_g'] or 0) + delta
+  elseif st == 'processing' then
+    pend.gproc[grp] = (pend.gproc[grp] or 0) + delta
+  end
+end
+
 -- the task leaves state st: out of its stream, time index and count
-local function leave(id, st, prio, name)
-  local s = stream(st, prio, name)
+local function leave(id, st, prio, name, grp)
+  local s = stream(st, prio, name, grp)
   if s then defer(pend.srem, s, id) end
   if st ~= 'pending' then defer(pend.zrem, st, id) end
   pend.count[st] = (pend.count[st] or 0) - 1
+  if grp then grouped(id, st, prio, grp, -1) end
 end
 
 -- the task enters state st (at: its time for the state's time index)
-local function enter(id, st, prio, name, at)
-  local s = stream(st, prio, name)
+local function enter(id, st, prio, name, at, grp)
+  local s = stream(st, prio, name, grp)
   if s then defer(pend.sadd, s, id) end
   if st ~= 'pending' then defer2(pend.zadd, st, at, id) end
   pend.count[st] = (pend.count[st] or 0) + 1
+  if grp then grouped(id, st, prio, grp, 1) end
   note(id, name, st)
+end
+
+-- write the group indexes: a group is in gs exactly while g:<grp> exists
+local function flush_groups()
+  local touched = {}
+  for grp, ids in pairs(pend.grem) do zmany('ZREM', QP .. 'g:' .. grp, ids); touched[grp] = true end
+  for grp, args in pairs(pend.gadd) do zmany('ZADD', QP .. 'g:' .. grp, args); touched[grp] = true end
+  for grp in pairs(touched) do
+    if redis.call('EXISTS', QP .. 'g:' .. grp) == 1 then redis.call('ZADD', QP .. 'gs', 0, grp)
+    else redis.call('ZREM', QP .. 'gs', grp) end
+  end
+  for grp, n in pairs(pend.gproc) do
+    if n ~= 0 and redis.call('HINCRBY', QP .. 'gp', grp, n) <= 0 then redis.call('HDEL', QP .. 'gp', grp) end
+  end
 end
 
 local function flush()
@@ -208,10 +247,11 @@ local function flush()
   for st, ids in pairs(pend.zrem) do zmany('ZREM', QP .. 'z:' .. st, ids) end
   for s, ids in pairs(pend.sadd) do table.sort(ids); stream_add_sorted(s, ids) end
   for st, args in pairs(pend.zadd) do zmany('ZADD', QP .. 'z:' .. st, args) end
+  flush_groups()
   for st, n in pairs(pend.count) do
     if n ~= 0 then redis.call('HINCRBY', COUNTS, st, n) end
   end
-  pend = {sadd = {}, srem = {}, zadd = {}, zrem = {}, count = {}}
+  pend = fresh()
 end
 
 -- append one error (JSON text) to the history, keeping the newest HISTORY
@@ -243,8 +283,8 @@ end
 -- delete a task that is in state st with fields name and prio
 local function destroy(id, st, prio, name)
   local h = tkey(id)
-  leave(id, st, prio, name)
-  local f = redis.call('HMGET', h, 'k', 'uk')
+  local f = redis.call('HMGET', h, 'k', 'uk', 'gr')
+  leave(id, st, prio, name, f[3])
   if f[1] and redis.call('GET', QP .. 'i:' .. f[1]) == id then redis.call('DEL', QP .. 'i:' .. f[1]) end
   unlock(id, name, f[2])
   redis.call('DEL', h)
@@ -253,12 +293,12 @@ end
 
 -- back to pending with its attempt budget granted again (retry, redrive)
 local function revive(id, h, st, prio, name)
-  leave(id, st, prio, name)
-  local f = redis.call('HMGET', h, 'a', 'b')
+  local f = redis.call('HMGET', h, 'a', 'b', 'gr')
+  leave(id, st, prio, name, f[3])
   redis.call('HSET', h, 's', 'pending', 'm', (tonumber(f[1] or '0') + tonumber(f[2])))
   -- uu: a revived task no longer holds its unique key
   redis.call('HDEL', h, 'f', 'u', 'o', 'w', 'l', 'z', 'uu')
-  enter(id, 'pending', prio, name)
+  enter(id, 'pending', prio, name, nil, f[3])
 end
 
 -- write the deferred changes, then announce them (every script that

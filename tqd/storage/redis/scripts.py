@@ -39,7 +39,8 @@ def _queue_script(body: str) -> str:
 # ARGV[5]  number of tasks N, then per task:
 #          id, idempotency key or '', state, name, priority, time for the
 #          state's index ('' when pending), unique ('' or "<ms to keep the
-#          key> <created_at> <unique key>"), F, then F field/value pairs
+#          key> <created_at> <unique key>"), group ('' = none), F, then F
+#          field/value pairs
 # Returns  {results, message}; results has one item per task: 1 = stored,
 #          {id} = same idempotency or unique key as an earlier task of this
 #          batch (that one), {id, field, value, …} = same key as this stored
@@ -50,9 +51,9 @@ local out, seen, new_ids, todo = {}, {}, {}, {}
 local i = 6
 for t = 1, tonumber(ARGV[5]) do
   local id, key, st, name, prio, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local unique = ARGV[i + 6]
-  local nf = tonumber(ARGV[i + 7])
-  local first = i + 8
+  local unique, grp = ARGV[i + 6], ARGV[i + 7]
+  local nf = tonumber(ARGV[i + 8])
+  local first = i + 9
   i = first + 2 * nf
   local res, ukey, ttl = nil, nil, nil
   if key ~= '' then
@@ -94,73 +95,200 @@ for t = 1, tonumber(ARGV[5]) do
     if key ~= '' then seen[key] = id end
     if ukey then seen[ukey] = id end
     out[t] = 1
-    todo[#todo + 1] = {id, key, st, name, prio, at, first, first + 2 * nf - 1, ukey, ttl}
+    if grp == '' then grp = false end
+    todo[#todo + 1] = {id, key, st, name, prio, at, first, first + 2 * nf - 1, ukey, ttl, grp}
   end
 end
 for _, t in ipairs(todo) do
   redis.call('HSET', tkey(t[1]), unpack(ARGV, t[7], t[8]))
   if t[2] ~= '' then redis.call('SET', QP .. 'i:' .. t[2], t[1]) end
   if t[9] then redis.call('SET', t[9], t[1], 'PX', t[10]) end
-  enter(t[1], t[3], t[5], t[4], t[6])
+  enter(t[1], t[3], t[5], t[4], t[6], t[11])
 end
 return {out, publish()}
 """)
 
-# LEASE: hand out up to N pending tasks, highest priority first, then oldest.
+# LEASE: hand out up to N pending tasks under the queue's limits: highest
+# priority first, then oldest; in turns over the groups when the queue holds
+# grouped pending tasks (the contract of Storage.lease tells the order).
 # ARGV[5]  limit N
 # ARGV[6]  worker id
 # ARGV[7]  now
 # ARGV[8]  random hex; token i is <hex><i in hex>:<queue>
 # ARGV[9]  visibility timeout for this lease ('' = each task's own)
 # Returns  {{id, {field, value, ...} as before the lease, token, lease expiry,
-#          ...}, message}; nothing when paused. The caller applies the lease
-#          (s, l, z, g, w) to the fields: one HGETALL fewer per task.
+#          ...}, message, limited, retry_in}; limited is '' or the limit that
+#          held tasks back (concurrency, group, rate), retry_in '' or the
+#          seconds until the next rate token. Nothing when paused. The caller
+#          applies the lease (s, l, z, g, w) to the fields: one HGETALL fewer
+#          per task.
+#
+# The counts hash also holds the queue's settings, in fields starting with
+# '_' (one HGETALL reads them with the counts; see keys.py): _c concurrency,
+# _r rate_limit, _i rate_interval, _b rate_burst, _gc group_concurrency, _t
+# and _tt the rate bucket's tokens and the time they were counted at, _x the
+# group served last (the rotation cursor; '' = the ungrouped tasks), _d the
+# config digest, _g the number of grouped pending tasks.
 LEASE = _queue_script("""
-if redis.call('EXISTS', QP .. 'paused') == 1 then return {{}, ''} end
+if redis.call('EXISTS', QP .. 'paused') == 1 then return {{}, '', '', ''} end
 local limit, worker, now = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local vis = tonumber(ARGV[9] or '')
-local groups, prios = {}, {}
-for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
-  local p = string.match(s, '^pending:(%-?%d+):')
-  if p then
-    p = tonumber(p)
-    if not groups[p] then groups[p] = {}; prios[#prios + 1] = p end
-    table.insert(groups[p], s)
+local tnow = tonumber(now)
+local q = {}
+local raw = redis.call('HGETALL', COUNTS)
+for k = 1, #raw, 2 do q[raw[k]] = raw[k + 1] end
+
+-- the queue limits: at most `allowed` tasks, `binding` the limit setting it
+local allowed, binding = limit, nil
+local cc = tonumber(q._c)
+if cc then
+  local room = math.max(0, cc - tonumber(q.processing or '0'))
+  if room < allowed then allowed, binding = room, 'concurrency' end
+end
+local rl, tokens, per_sec, last = tonumber(q._r), nil, nil, nil
+if rl then
+  local burst = tonumber(q._b or q._r)
+  per_sec = rl / tonumber(q._i or '1')
+  last = tonumber(q._tt or now)
+  tokens = math.min(burst, tonumber(q._t or burst) + math.max(0, tnow - last) * per_sec)
+  local whole = math.floor(tokens + 1e-9)
+  if whole < allowed then allowed, binding = whole, 'rate' end
+end
+-- one task more than allowed, if there is one, tells that a limit held it back
+local ask = math.min(limit, allowed + 1)
+
+-- the first n ungrouped pending ids in lease order (priority, then id)
+local function ungrouped_first(n)
+  local streams, prios = {}, {}
+  for _, s in ipairs(redis.call('SMEMBERS', QP .. 'xs')) do
+    local p = string.match(s, '^pending:(%-?%d+):')
+    if p then
+      p = tonumber(p)
+      if not streams[p] then streams[p] = {}; prios[#prios + 1] = p end
+      table.insert(streams[p], s)
+    end
+  end
+  table.sort(prios, function(a, b) return a > b end)
+  local picked = {}
+  for _, p in ipairs(prios) do
+    local need = n - #picked
+    if need <= 0 then break end
+    local ids = {}
+    for _, s in ipairs(streams[p]) do
+      for _, id in ipairs(stream_first(s, need)) do ids[#ids + 1] = id end
+    end
+    if #streams[p] > 1 then table.sort(ids) end
+    for j = 1, math.min(need, #ids) do picked[#picked + 1] = ids[j] end
+  end
+  return picked
+end
+
+local picks, served = {}, {}  -- ids, and the group of each ('' = none)
+local capped = false          -- a group with tasks was held back by _gc
+local grouped_n = tonumber(q._g or '0')
+if ask > 0 and grouped_n == 0 then
+  -- the fast path: no grouped task is pending
+  for _, id in ipairs(ungrouped_first(ask)) do picks[#picks + 1] = id; served[#served + 1] = '' end
+elseif ask > 0 then
+  local gc = tonumber(q._gc)
+  local ungrouped_n = tonumber(q.pending or '0') - grouped_n
+  -- the first turn: up to ask groups with room, in rotation order after
+  -- the cursor ('' first, then the names in gs); busy: their processing
+  local turn, busy = {}, {}
+  local function consider(names)
+    if #names == 0 then return end
+    local running = {}
+    if gc then running = redis.call('HMGET', QP .. 'gp', unpack(names)) end
+    for j, g in ipairs(names) do
+      if #turn >= ask then return end
+      local r = tonumber(running[j]) or 0
+      if gc and r >= gc then capped = true else turn[#turn + 1] = g; busy[g] = r end
+    end
+  end
+  local function scan(lo, hi)
+    local off = 0
+    while #turn < ask do
+      local names = redis.call('ZRANGEBYLEX', QP .. 'gs', lo, hi, 'LIMIT', off, 256)
+      consider(names)
+      if #names < 256 then return end
+      off = off + 256
+    end
+  end
+  local function ungrouped()
+    if ungrouped_n > 0 and #turn < ask then turn[#turn + 1] = ''; busy[''] = 0 end
+  end
+  local cursor = q._x
+  if not cursor then ungrouped(); scan('-', '+')
+  elseif cursor == '' then scan('-', '+'); ungrouped()
+  else scan('(' .. cursor, '+'); ungrouped(); scan('-', '[' .. cursor) end
+  -- Turns: when the first turn holds fewer than ask groups it holds every
+  -- group with room, so the next turns go round the same list.
+  local taken, done, live, ung = {}, {}, #turn, nil
+  while #picks < ask and live > 0 do
+    for _, g in ipairs(turn) do
+      if #picks >= ask then break end
+      if not done[g] then
+        local n, id = taken[g] or 0, nil
+        if g == '' then
+          ung = ung or ungrouped_first(math.min(ask, ungrouped_n))
+          id = ung[n + 1]
+        else
+          id = redis.call('ZRANGE', QP .. 'g:' .. g, n, n)[1]
+          if id and gc and busy[g] + n >= gc then capped = true; id = nil end
+        end
+        if id then
+          picks[#picks + 1] = id; served[#served + 1] = g; taken[g] = n + 1
+        else
+          done[g] = true; live = live - 1
+        end
+      end
+    end
   end
 end
-table.sort(prios, function(a, b) return a > b end)
-local picked = {}
-for _, p in ipairs(prios) do
-  local need = limit - #picked
-  if need <= 0 then break end
-  local ids = {}
-  for _, s in ipairs(groups[p]) do
-    for _, id in ipairs(stream_first(s, need)) do ids[#ids + 1] = id end
-  end
-  if #groups[p] > 1 then table.sort(ids) end
-  for j = 1, math.min(need, #ids) do picked[#picked + 1] = ids[j] end
+
+local limited, retry_in = '', ''
+local want = math.min(limit, allowed)
+if #picks > want then
+  for j = #picks, want + 1, -1 do picks[j] = nil end
+  limited = binding
+elseif capped and #picks < limit then
+  limited = 'group'
 end
+local set = {}
+if #picks > 0 then
+  if served[#picks] ~= q._x then set[#set + 1] = '_x'; set[#set + 1] = served[#picks] end
+  if rl then
+    set[#set + 1] = '_t'; set[#set + 1] = fmt(tokens - #picks)
+    set[#set + 1] = '_tt'; set[#set + 1] = fmt(math.max(last, tnow))
+  end
+end
+if #set > 0 then redis.call('HSET', COUNTS, unpack(set)) end
+if limited == 'rate' then
+  local left = tokens - #picks
+  retry_in = fmt((math.floor(left + 1e-9) + 1 - left) / per_sec)
+end
+
 local out = {}
-for j, id in ipairs(picked) do
+for j, id in ipairs(picks) do
   local h = tkey(id)
   local f = redis.call('HGETALL', h)
-  local name, prio, vt = nil, '0', nil
+  local name, prio, vt, grp = nil, '0', nil, nil
   for k = 1, #f, 2 do
     local key = f[k]
     if key == 'n' then name = f[k + 1] elseif key == 'r' then prio = f[k + 1]
-    elseif key == 'v' then vt = f[k + 1] end
+    elseif key == 'v' then vt = f[k + 1] elseif key == 'gr' then grp = f[k + 1] end
   end
-  leave(id, 'pending', prio, name)
-  local exp = fmt(tonumber(now) + (vis or tonumber(vt)))
+  leave(id, 'pending', prio, name, grp)
+  local exp = fmt(tnow + (vis or tonumber(vt)))
   local token = ARGV[8] .. string.format('%x', j) .. ':' .. QN
   redis.call('HSET', h, 's', 'processing', 'l', token, 'z', exp, 'g', now, 'w', worker)
-  enter(id, 'processing', prio, name, exp)
+  enter(id, 'processing', prio, name, exp, grp)
   out[#out + 1] = id
   out[#out + 1] = f
   out[#out + 1] = token
   out[#out + 1] = exp
 end
-return {out, publish()}
+return {out, publish(), limited, retry_in}
 """)
 
 # EXTEND: push lease deadlines to now + visibility timeout.
@@ -195,13 +323,13 @@ local now, out = ARGV[5], {}
 for j = 6, #ARGV, 5 do
   local id, kind, data, rat = ARGV[j], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
   local h = tkey(id)
-  local f = redis.call('HMGET', h, 's', 'l', 'n', 'r', 'a', 'uk')
+  local f = redis.call('HMGET', h, 's', 'l', 'n', 'r', 'a', 'uk', 'gr')
   if f[1] ~= 'processing' or f[2] ~= ARGV[j + 1] then
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
-    local name, prio = f[3], f[4] or '0'
-    leave(id, 'processing', prio, name)
+    local name, prio, grp = f[3], f[4] or '0', f[7]
+    leave(id, 'processing', prio, name, grp)
     if kind == 'c' or (kind == 'f' and rat == '') then unlock(id, name, f[6]) end
     if kind == 'c' then
       local a = tonumber(f[5] or '0') + 1
@@ -212,11 +340,11 @@ for j = 6, #ARGV, 5 do
         redis.call('HSET', h, 's', 'completed', 'f', now, 'a', a)
         redis.call('HDEL', h, 'l', 'z', 'o')
       end
-      enter(id, 'completed', prio, name, now)
+      enter(id, 'completed', prio, name, now, grp)
     elseif kind == 'r' then
       redis.call('HDEL', h, 'l', 'z', 'w')
       redis.call('HSET', h, 's', 'pending')
-      enter(id, 'pending', prio, name)
+      enter(id, 'pending', prio, name, nil, grp)
     else
       redis.call('HDEL', h, 'l', 'z')
       redis.call('HINCRBY', h, 'a', 1)
@@ -224,10 +352,10 @@ for j = 6, #ARGV, 5 do
       if rat ~= '' then
         redis.call('HDEL', h, 'w')
         redis.call('HSET', h, 's', 'scheduled', 'u', rat)
-        enter(id, 'scheduled', prio, name, rat)
+        enter(id, 'scheduled', prio, name, rat, grp)
       else
         redis.call('HSET', h, 's', 'failed', 'f', now)
-        enter(id, 'failed', prio, name, now)
+        enter(id, 'failed', prio, name, now, grp)
       end
     end
   end
@@ -274,20 +402,20 @@ end
 local out = {}
 for _, id in ipairs(ids) do
   local h = tkey(id)
-  local f = redis.call('HMGET', h, 'n', 'r', 'a', 'm', 'w', 'uk')
-  local name, prio = f[1], f[2] or '0'
+  local f = redis.call('HMGET', h, 'n', 'r', 'a', 'm', 'w', 'uk', 'gr')
+  local name, prio, grp = f[1], f[2] or '0', f[7]
   local attempts = tonumber(f[3] or '0') + 1
-  leave(id, 'processing', prio, name)
+  leave(id, 'processing', prio, name, grp)
   push_error(h, cjson.encode({attempt = attempts, kind = 'lost', at = ARGV[8],
     message = 'the lease of worker ' .. (f[5] or 'None') .. ' expired before the task was settled'}))
   redis.call('HDEL', h, 'l', 'z', 'w')
   if attempts >= tonumber(f[4]) then
     redis.call('HSET', h, 's', 'failed', 'a', attempts, 'f', now)
     unlock(id, name, f[6])
-    enter(id, 'failed', prio, name, now)
+    enter(id, 'failed', prio, name, now, grp)
   else
     redis.call('HSET', h, 's', 'pending', 'a', attempts)
-    enter(id, 'pending', prio, name)
+    enter(id, 'pending', prio, name, nil, grp)
   end
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGETALL', h)
@@ -303,10 +431,10 @@ PROMOTE = _queue_script("""
 local ids = redis.call('ZRANGEBYSCORE', QP .. 'z:scheduled', '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))
 for _, id in ipairs(ids) do
   local h = tkey(id)
-  local f = redis.call('HMGET', h, 'n', 'r')
-  leave(id, 'scheduled', f[2] or '0', f[1])
+  local f = redis.call('HMGET', h, 'n', 'r', 'gr')
+  leave(id, 'scheduled', f[2] or '0', f[1], f[3])
   redis.call('HSET', h, 's', 'pending')
-  enter(id, 'pending', f[2] or '0', f[1])
+  enter(id, 'pending', f[2] or '0', f[1], nil, f[3])
 end
 return {#ids, publish()}
 """)
@@ -334,16 +462,16 @@ return {#ids, publish()}
 CANCEL = _queue_script("""
 local id, now = ARGV[5], ARGV[6]
 local h = tkey(id)
-local f = redis.call('HMGET', h, 's', 'n', 'r', 'uk')
+local f = redis.call('HMGET', h, 's', 'n', 'r', 'uk', 'gr')
 if not f[1] then return redis.error_reply('TQD_NOT_FOUND') end
 if f[1] ~= 'pending' and f[1] ~= 'scheduled' and f[1] ~= 'processing' then
   return redis.error_reply('TQD_CONFLICT ' .. f[1])
 end
-leave(id, f[1], f[3] or '0', f[2])
+leave(id, f[1], f[3] or '0', f[2], f[5])
 unlock(id, f[2], f[4])
 redis.call('HSET', h, 's', 'cancelled', 'f', now)
 redis.call('HDEL', h, 'l', 'z')
-enter(id, 'cancelled', f[3] or '0', f[2], now)
+enter(id, 'cancelled', f[3] or '0', f[2], now, f[5])
 return {redis.call('HGETALL', h), publish()}
 """)
 
@@ -383,6 +511,27 @@ if ARGV[5] == '1' then
 end
 redis.call('DEL', QP .. 'paused')
 return {1, publish('resumed')}
+""")
+
+# SET_LIMITS: replace the queue's limits (fields of the counts hash, see
+# LEASE) and fill its rate bucket.
+# ARGV[5…9] concurrency, rate_limit, rate_interval, rate_burst,
+#          group_concurrency, each '' when unset (rate_interval: when 1)
+# ARGV[10] now
+# ARGV[11] config digest, or '' to keep the stored one; '=' + digest
+# Returns  {1, message}
+SET_LIMITS = _queue_script("""
+local names = {'_c', '_r', '_i', '_b', '_gc'}
+for j, f in ipairs(names) do
+  if ARGV[4 + j] == '' then redis.call('HDEL', COUNTS, f) else redis.call('HSET', COUNTS, f, ARGV[4 + j]) end
+end
+if ARGV[6] ~= '' then
+  redis.call('HSET', COUNTS, '_t', ARGV[8] ~= '' and ARGV[8] or ARGV[6], '_tt', ARGV[10])
+else
+  redis.call('HDEL', COUNTS, '_t', '_tt')
+end
+if ARGV[11] ~= '' then redis.call('HSET', COUNTS, '_d', string.sub(ARGV[11], 2)) end
+return {1, publish('limits')}
 """)
 
 # PURGE: delete up to limit tasks of one state (never processing).
