@@ -41,6 +41,18 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
     ("an unknown builtin", '[tasks.x]\nhandler = "builtin:explode"\n', "tasks.x.handler", "unknown builtin"),
     ("a task without a handler", "[tasks.x]\nqueue = \"q\"\n", "tasks.x", "handler"),
     ("a bad queue name", '[queues."a/b"]\nconcurrency = 1\n', 'queues."a/b"', "letters, digits"),
+    ("strict dispatch without queues", '[worker]\ndispatch = "strict"\n', "worker.dispatch",
+     "needs worker.queues"),
+    ("an unknown dispatch", '[worker]\ndispatch = "random"\n', "worker.dispatch", "random"),
+    ("a burst without a rate limit", "[queues.q]\nrate_burst = 5\n", "queues.q.rate_burst",
+     "needs rate_limit"),
+    ("a rate interval over a day", "[queues.q]\nrate_limit = 1\nrate_interval = 86401\n",
+     "queues.q.rate_interval", "at most 86400"),
+    ("a zero rate interval", "[queues.q]\nrate_limit = 1\nrate_interval = 0\n",
+     "queues.q.rate_interval", "> 0"),
+    ("a zero group concurrency", "[queues.q]\ngroup_concurrency = 0\n",
+     "queues.q.group_concurrency", ">= 1"),
+    ("paused not a boolean", '[queues.q]\npaused = "yes"\n', "queues.q.paused", "expected `bool"),
 ]
 
 
@@ -99,6 +111,18 @@ def test_no_file_at_all_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert config.defaults.max_attempts == 3 and config.defaults.visibility_timeout == 30.0
     assert config.retention.completed == 7 * 86400
     assert config.api.max_body_size == 1024 * 1024 and config.api.max_batch == 1000
+
+
+def test_queue_limits_and_strict_dispatch_with_its_queues_are_valid(tmp_path: Path) -> None:
+    path = tmp_path / "tqd.toml"
+    path.write_text('[worker]\ndispatch = "strict"\nqueues = ["urgent", "bulk"]\n'
+                    "[queues.bulk]\nconcurrency = 4\nrate_limit = 100\nrate_interval = 60\n"
+                    "rate_burst = 10\ngroup_concurrency = 2\npaused = false\nweight = 3\n")
+    config = load_config(str(path), env={}, check_paths=False)
+    assert config.worker.dispatch == "strict"
+    bulk = config.queues["bulk"]
+    assert (bulk.concurrency, bulk.rate_limit, bulk.rate_interval, bulk.rate_burst,
+            bulk.group_concurrency, bulk.paused, bulk.weight) == (4, 100, 60, 10, 2, False, 3)
 
 
 def test_the_example_file_is_valid_and_holds_the_defaults(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int)
     p.add_argument("--timeout", type=float)
     p.add_argument("--idempotency-key")
+    p.add_argument("--group", help="fairness group (a tenant, say): the queue takes turns among groups")
     p.add_argument("--wait", nargs="?", type=float, const=-1.0, metavar="SECONDS",
                    help="wait for the outcome (forever, or at most SECONDS); exit 1 if it fails")
 
@@ -77,8 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("id")
 
-    p = sub.add_parser("queues", help="list queues with counts")
+    p = sub.add_parser("queues", help="list queues with counts and limits")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("queue", help="change a queue's settings")
+    qsub = p.add_subparsers(dest="queue_command", required=True, metavar="SUBCOMMAND")
+    q = qsub.add_parser(
+        "set", help="set limits or pause (every process sharing the store; lasts until the "
+                    "config file's [queues.NAME] changes)")
+    q.add_argument("queue")
+    for flag, kind, text in (
+        ("--concurrency", "N", "most tasks processing at once"),
+        ("--rate-limit", "N", "most tasks started per rate interval"),
+        ("--rate-interval", "SECONDS", "the rate limit's interval (none: 1 second)"),
+        ("--rate-burst", "N", "most starts at once after a quiet time (none: the rate limit)"),
+        ("--group-concurrency", "N", "most tasks of one group processing at once"),
+    ):
+        q.add_argument(flag, metavar=kind, help=f"{text}; 'none' removes it")
+    state = q.add_mutually_exclusive_group()
+    state.add_argument("--paused", dest="paused", action="store_const", const=True,
+                       help="pause the queue")
+    state.add_argument("--resumed", dest="paused", action="store_const", const=False,
+                       help="resume the queue")
     for name in ("pause", "resume"):
         p = sub.add_parser(name, help=f"{name} a queue")
         p.add_argument("queue")
@@ -300,7 +320,7 @@ def _run_client(client: Any, args: argparse.Namespace) -> int:
         task = client.enqueue(
             args.name, _parse_payload(args.payload), queue=args.queue, priority=args.priority,
             delay=args.delay, max_attempts=args.max_attempts, timeout=args.timeout,
-            idempotency_key=args.idempotency_key,
+            idempotency_key=args.idempotency_key, group=args.group,
         )
         if args.wait is None:
             _print_json(task)
@@ -339,15 +359,60 @@ def _run_client(client: Any, args: argparse.Namespace) -> int:
         else:
             states = ["pending", "scheduled", "processing", "completed", "failed", "cancelled"]
             _print_table(
-                ["QUEUE", "PAUSED", *[s.upper() for s in states]],
-                [[q["name"], "yes" if q["paused"] else "no", *[q["counts"].get(s, 0) for s in states]]
+                ["QUEUE", "PAUSED", *[s.upper() for s in states], "LIMITS"],
+                [[q["name"], "yes" if q["paused"] else "no", *[q["counts"].get(s, 0) for s in states],
+                  limits_text(q.get("limits") or {})]
                  for q in queues],
             )
+        return EXIT_OK
+    if cmd == "queue":
+        settings = _queue_settings(args)
+        if not settings:
+            raise ValueError("queue set: give at least one setting (see tqd queue set --help)")
+        _print_json(client.update_queue(args.queue, **settings))
         return EXIT_OK
     if cmd in ("pause", "resume"):
         _print_json(getattr(client, cmd)(args.queue))
         return EXIT_OK
     raise ValueError(f"unknown command {cmd}")
+
+
+def limits_text(limits: dict[str, Any]) -> str:
+    """A queue's limits in one short cell: ``conc=5 rate=10/2s burst=20
+    group=2``; ``-`` when it has none."""
+    parts = []
+    if limits.get("concurrency") is not None:
+        parts.append(f"conc={limits['concurrency']}")
+    if limits.get("rate_limit") is not None:
+        interval = limits.get("rate_interval") or 1.0
+        per = "s" if interval == 1 else f"{interval:g}s"
+        parts.append(f"rate={limits['rate_limit']}/{per}")
+        if limits.get("rate_burst") is not None:
+            parts.append(f"burst={limits['rate_burst']}")
+    if limits.get("group_concurrency") is not None:
+        parts.append(f"group={limits['group_concurrency']}")
+    return " ".join(parts) or "-"
+
+
+def _queue_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The PATCH body of ``tqd queue set``: the flags given ('none' is null)."""
+    out: dict[str, Any] = {}
+    for key in ("concurrency", "rate_limit", "rate_interval", "rate_burst", "group_concurrency"):
+        text = getattr(args, key)
+        if text is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if text.strip().lower() == "none":
+            out[key] = None
+            continue
+        try:
+            out[key] = float(text) if key == "rate_interval" else int(text)
+        except ValueError:
+            kind = "a number of seconds" if key == "rate_interval" else "a whole number"
+            raise ValueError(f"{flag}: expected {kind} or 'none', got {text!r}") from None
+    if args.paused is not None:
+        out["paused"] = args.paused
+    return out
 
 
 def _print_table(header: list[str], rows: list[list[Any]]) -> None:

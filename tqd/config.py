@@ -496,12 +496,26 @@ def _check(config: Config, source: str, check_paths: bool) -> None:
     """The checks that types alone cannot express."""
     parse_listen(config.listen, f"{source}: listen")
     _check_storage_url(config.storage_url, f"{source}: storage")
-    for name in config.queues:
+    for name, queue in config.queues.items():
         if not valid_name(name):
             raise ConfigError(f"{source}: queues.{_quote(name)}: {NAME_RULE}")
+        if queue.rate_burst is not None and queue.rate_limit is None:
+            raise ConfigError(
+                f"{source}: queues.{_quote(name)}.rate_burst: needs rate_limit (the burst is "
+                "the most tokens of the rate limit's bucket)"
+            )
+        if queue.rate_interval > 86400:
+            raise ConfigError(
+                f"{source}: queues.{_quote(name)}.rate_interval: at most 86400 seconds (a day)"
+            )
     for q in config.worker.queues:
         if not valid_name(q):
             raise ConfigError(f"{source}: worker.queues: {q!r}: {NAME_RULE}")
+    if config.worker.dispatch == "strict" and not config.worker.queues:
+        raise ConfigError(
+            f"{source}: worker.dispatch: \"strict\" needs worker.queues (the queues in the "
+            "order they are served)"
+        )
     if not valid_name(config.defaults.queue):
         raise ConfigError(f"{source}: defaults.queue: {NAME_RULE}")
     for name, task in config.tasks.items():

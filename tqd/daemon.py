@@ -1,7 +1,8 @@
 """The composition root: build every part from one Config, start them in
 order, stop them in reverse.
 
-Start: store → catalog and handlers → queues declared → orphaned leases
+Start: store → catalog and handlers → queues declared (and the limits of
+[queues.NAME] applied when the file changed them) → orphaned leases
 taken back (single-process stores) → roles → worker pool → HTTP API.
 Stop (SIGTERM/SIGINT): the API keeps answering but refuses new tasks (503)
 → the pool stops leasing, lets running tasks finish within the grace and
@@ -40,6 +41,7 @@ from tqd.runtime.janitor import Janitor
 from tqd.runtime.meter import Meter
 from tqd.runtime.pool import WorkerPool
 from tqd.runtime.progress import ProgressWriter
+from tqd.runtime.queue_config import apply_queue_config
 from tqd.runtime.role import Role
 from tqd.runtime.scheduler import Scheduler
 from tqd.runtime.stats import StatsRecorder
@@ -97,6 +99,8 @@ class Daemon:
         )
         queues = set(cfg.queues) | self.catalog.queues() | {cfg.defaults.queue}
         await storage.declare_queues(sorted(queues))
+        # [queues.NAME] limits whose file settings changed since last applied.
+        await apply_queue_config(storage, cfg, self.clock.now())
         if SHARED not in storage.capabilities:
             orphans = await storage.reclaim_orphans(self.clock.now())
             if orphans:

@@ -7,8 +7,9 @@ daemon can start on it meanwhile); for Redis, a store with a live registered
 process (``GET /v1/workers`` would list it) is refused.
 
 What is copied: every task in every state with its whole history (attempts,
-error history, times, result, idempotency key, worker), each queue, and
-whether it is paused, and the last instant each cron schedule fired for (so
+error history, times, result, idempotency key, worker, group), each queue,
+whether it is paused, its limits and the digest of the config settings last
+applied to it, and the last instant each cron schedule fired for (so
 no instant fires again after the move). Tasks are read newest first in pages, spilled to a
 temporary file, and written oldest first in batches, so the target's
 first-in-first-out order is the source's.
@@ -43,7 +44,7 @@ import msgspec
 
 from tqd.config import REDIS_SCHEMES, Config, sqlite_path
 from tqd.errors import ConfigError, Conflict, TqdError
-from tqd.models import ERROR_HISTORY, STATES, Task, make_error
+from tqd.models import ERROR_HISTORY, NO_LIMITS, STATES, Task, make_error
 from tqd.storage.base import SHARED, Storage
 from tqd.storage.factory import create_storage
 
@@ -77,6 +78,8 @@ class MigrationReport:
     target_delta: Counter = field(default_factory=Counter)
     queues: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
+    #: Queues whose limits (or config digest) were copied.
+    limited: list[str] = field(default_factory=list)
     #: Cron schedules whose last firing was copied.
     firings: int = 0
     #: processing tasks taken back while copying: how many became pending / failed.
@@ -105,6 +108,7 @@ class MigrationReport:
         total = sum(self.copied.values())
         lines.append(f"queues: {len(self.queues)} ({', '.join(self.queues) or 'none'}); "
                      f"paused: {', '.join(self.paused) or 'none'}; "
+                     f"with limits: {', '.join(self.limited) or 'none'}; "
                      f"cron firings: {self.firings}")
         if self.revived:
             lines.append(
@@ -232,6 +236,12 @@ async def copy_store(
         {(q.name, st): n for q in source_queues for st, n in q.counts.items() if n}
     )
     await target.declare_queues(report.queues)
+    for q in source_queues:
+        # The digest too: a daemon on the target re-applies its config file
+        # only when the file changed, as it would have on the source.
+        if q.limits != NO_LIMITS or q.config_digest is not None:
+            await target.set_limits(q.name, q.limits, now, config_digest=q.config_digest)
+            report.limited.append(q.name)
 
     spill = _Spill()
     try:

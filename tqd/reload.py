@@ -13,7 +13,9 @@ intervals, ...) keeps its running value and is named in the log as needing a
 restart. To make a new setting reloadable, add it to LIVE_SETTINGS and apply
 it in ``reload_daemon``. The tables ``tasks`` and ``queues`` are live as a
 whole: a new key inside them (say a queue's rate limit) must also be applied
-here, or be read from ``daemon.config`` each time it is used.
+here, or be read from ``daemon.config`` each time it is used. The limits of
+``[queues.NAME]`` kept in the store are written by
+:func:`tqd.runtime.queue_config.apply_queue_config` when the file changed them.
 
 Tasks already running keep the handler they started with; the old handlers
 are closed once the last of those tasks finishes.
@@ -36,6 +38,7 @@ from tqd.runtime.cron import build_schedules
 from tqd.runtime.handlers import HandlerSet, build_handlers
 from tqd.runtime.heartbeat import Heartbeat
 from tqd.runtime.pool import PoolSettings
+from tqd.runtime.queue_config import apply_queue_config
 
 if TYPE_CHECKING:
     from tqd.daemon import Daemon
@@ -150,6 +153,7 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
         handlers = build_handlers(catalog, config)
         queues = set(config.queues) | catalog.queues() | {config.defaults.queue}
         await daemon.storage.declare_queues(sorted(queues))
+        await apply_queue_config(daemon.storage, config, daemon.clock.now())
     except Exception as err:
         if handlers is not None:
             await handlers.close()

@@ -5,6 +5,10 @@ from __future__ import annotations
 from tests.api.conftest import Api, MakeApi
 from tqd.models import STATES
 
+#: The limits of a queue that has none.
+NO_LIMITS_JSON = {"concurrency": None, "rate_limit": None, "rate_interval": 1.0,
+                  "rate_burst": None, "group_concurrency": None}
+
 
 def _counts(**nonzero: int) -> dict[str, int]:
     return {state: nonzero.get(state, 0) for state in STATES}
@@ -17,7 +21,8 @@ async def test_queues_named_in_config_by_tasks_or_by_pausing_exist(make_api: Mak
     assert status == 200
     assert [q["name"] for q in body["queues"]] == ["default", "images", "mail"]
     for q in body["queues"]:
-        assert q == {"name": q["name"], "paused": False, "counts": _counts()}
+        assert q == {"name": q["name"], "paused": False, "counts": _counts(),
+                     "limits": NO_LIMITS_JSON}
 
     await api.enqueue(queue="adhoc")
     status, body = await api.call("POST", "/v1/queues/only-paused/pause")
@@ -37,20 +42,23 @@ async def test_get_queue_counts_every_state(api: Api) -> None:
     status, body = await api.call("GET", "/v1/queues/mix")
     assert status == 200
     assert body == {"name": "mix", "paused": False, "counts": _counts(
-        pending=3, scheduled=2, processing=1, completed=4, failed=2, cancelled=1)}
+        pending=3, scheduled=2, processing=1, completed=4, failed=2, cancelled=1),
+        "limits": NO_LIMITS_JSON}
 
 
 async def test_pause_and_resume_answer_with_the_queue_as_it_now_is(api: Api) -> None:
     await api.enqueue(queue="work")
     status, body = await api.call("POST", "/v1/queues/work/pause")
-    assert status == 200 and body == {"name": "work", "paused": True, "counts": _counts(pending=1)}
+    assert status == 200 and body == {"name": "work", "paused": True, "counts": _counts(pending=1),
+                                      "limits": NO_LIMITS_JSON}
     assert await api.lease("work") == []  # a paused queue hands out nothing
     status, again = await api.call("POST", "/v1/queues/work/pause")
     assert status == 200 and again == body  # pausing twice is harmless
     status, body = await api.call("GET", "/v1/queues/work")
     assert body["paused"] is True
     status, body = await api.call("POST", "/v1/queues/work/resume")
-    assert status == 200 and body == {"name": "work", "paused": False, "counts": _counts(pending=1)}
+    assert status == 200 and body == {"name": "work", "paused": False, "counts": _counts(pending=1),
+                                      "limits": NO_LIMITS_JSON}
     assert len(await api.lease("work")) == 1
 
 

@@ -20,6 +20,7 @@ Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"
                                         description="RFC 3339, UTC")]
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
+LimitValue = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class _Out(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -59,7 +60,8 @@ class Progress(_Out):
 class TaskOut(_Out):
     """A task. ``payload`` and ``result`` are the JSON given and returned;
     ``unique_key`` is set for task names with ``unique_for``; ``progress`` is
-    null until the handler reports some."""
+    null until the handler reports some; ``group`` is the fairness group
+    (a tenant, say) given at enqueue, or null."""
 
     id: str
     name: Name
@@ -81,6 +83,7 @@ class TaskOut(_Out):
     worker: str | None
     unique_key: str | None
     progress: Progress | None
+    group: Name | None
 
 
 class TaskList(_Out):
@@ -107,12 +110,27 @@ class Counts(_Out):
     cancelled: Count
 
 
+class Limits(_Out):
+    """A queue's flow control, held across every process sharing the store
+    (null: no such limit). At most ``concurrency`` tasks processing; at most
+    ``rate_limit`` tasks started per ``rate_interval`` seconds, with bursts
+    of up to ``rate_burst`` (null: ``rate_limit``); at most
+    ``group_concurrency`` tasks of one group processing."""
+
+    concurrency: LimitValue | None
+    rate_limit: LimitValue | None
+    rate_interval: Annotated[float, msgspec.Meta(gt=0, le=86400)]
+    rate_burst: LimitValue | None
+    group_concurrency: LimitValue | None
+
+
 class QueueOut(_Out):
-    """A queue: whether it is paused and its counts per state."""
+    """A queue: whether it is paused, its counts per state and its limits."""
 
     name: Name
     paused: bool
     counts: Counts
+    limits: Limits
 
 
 class QueueAffected(QueueOut):

@@ -31,6 +31,7 @@ from tqd.api.schemas import (
     LeaseBody,
     ProgressBody,
     PurgeBody,
+    QueuePatchBody,
     SettleBody,
 )
 from tqd.api.tasks import MAX_PAGE
@@ -141,6 +142,10 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/queues"): Op("List queues with their counts", "queues", {200: "QueueList"}, (503,)),
     ("GET", "/v1/queues/{queue}"): Op(
         "Get a queue", "queues", {200: "QueueOut"}, (400, 404, 503), params=(QUEUE,)
+    ),
+    ("PATCH", "/v1/queues/{queue}"): Op(
+        "Change a queue's limits or pause it", "queues", {200: "QueueOut"}, (400, 413, 503),
+        params=(QUEUE,), body="QueuePatchBody",
     ),
     ("POST", "/v1/queues/{queue}/pause"): Op(
         "Pause a queue: nothing more is leased from it", "queues", {200: "QueueOut"}, (400, 503),
@@ -253,7 +258,7 @@ TASK_LINKS = {
 
 
 def _components(config: Config) -> dict[str, Any]:
-    kinds = [EnqueueBody, BatchBody, PurgeBody, LeaseBody, HeartbeatBody, CompleteBody, FailBody,
+    kinds = [EnqueueBody, BatchBody, PurgeBody, QueuePatchBody, LeaseBody, HeartbeatBody, CompleteBody, FailBody,
              SettleBody, ProgressBody, *contract.RESPONSES, *contract.EVENTS]
     _, schemas = msgspec.json.schema_components(kinds, ref_template=REF)
     # What the structs cannot say: what this tqd is configured to run and its
@@ -262,6 +267,7 @@ def _components(config: Config) -> dict[str, Any]:
     name["enum"] = Catalog(config).names()
     name["description"] = "A task name configured in this tqd (others answer 422)."
     schemas["BatchBody"]["properties"]["tasks"].update(minItems=1, maxItems=config.api.max_batch)
+    schemas["QueuePatchBody"]["minProperties"] = 1
     schemas["EnqueueBody"]["not"] = {
         "required": ["delay", "run_at"],
         "properties": {"delay": {"type": "number"}, "run_at": {"type": "string"}},

@@ -7,7 +7,10 @@ over HTTP:
 * ``POST /v1/queues/{q}/lease`` hands out up to ``max`` tasks, each with a
   ``lease`` (token and deadline), long-polling up to ``wait`` seconds when
   none is pending: a request waits for the store's ``pending`` changes of
-  its queue, the same events that wake the local pool;
+  its queue, the same events that wake the local pool. When the queue's
+  limits held every task back, it waits for what lifts the limit instead:
+  a task leaving ``processing`` (concurrency, group), or the rate bucket's
+  next token (``Leased.retry_in``), and leases again within ``wait``;
 * ``POST /v1/tasks/{id}/heartbeat``, ``/complete``, ``/fail`` name the
   lease token; a token that is no longer the task's (the lease expired and
   was reclaimed, the task was cancelled, another worker holds it) answers
@@ -46,38 +49,69 @@ from tqd.models import Change, Outcome, QueueChange, Task, make_error, rfc3339, 
 log = logging.getLogger("tqd.api.remote")
 
 
+#: What wakes a waiting lease (see QueueWatch): any change of the queue but
+#: a task starting; a task becoming pending; only the queue's own changes
+#: (resumed, limits changed).
+WAKE_ANY, WAKE_PENDING, WAKE_QUEUE = "any", "pending", "queue"
+#: Least pause between two leases of a rate-limited wait (no spinning on a
+#: bucket a rounding away from its next token).
+MIN_RATE_WAIT = 0.01
+
+
 class QueueWatch:
-    """Futures per queue, resolved when the queue may have work for a lease."""
+    """Futures per queue, resolved when the queue may have work for a lease.
+
+    Each future has a wake mode, chosen by why the last lease came back
+    empty: nothing pending (``WAKE_PENDING``: a task became pending), a
+    concurrency or group limit (``WAKE_ANY``: a task left processing, or a
+    pending one of another group came), a rate limit (``WAKE_QUEUE``: the
+    caller waits for the next token itself). A resume or a change of the
+    queue's limits wakes every mode.
+    """
 
     def __init__(self) -> None:
-        self._by_queue: dict[str, set[asyncio.Future]] = {}
+        self._by_queue: dict[str, dict[asyncio.Future, str]] = {}
         self.closed = False
 
     def watch(self, queue: str) -> asyncio.Future:
-        """A future that resolves on the queue's next pending change."""
+        """A future that resolves on the queue's next change (any, until
+        :meth:`narrow` says which)."""
         fut = asyncio.get_running_loop().create_future()
         if self.closed:
             fut.set_result(None)
-        self._by_queue.setdefault(queue, set()).add(fut)
+        self._by_queue.setdefault(queue, {})[fut] = WAKE_ANY
         return fut
+
+    def narrow(self, queue: str, fut: asyncio.Future, mode: str) -> None:
+        """Wake ``fut`` only on the changes ``mode`` names from now on."""
+        futs = self._by_queue.get(queue)
+        if futs is not None and fut in futs:
+            futs[fut] = mode
 
     def forget(self, queue: str, fut: asyncio.Future) -> None:
         futs = self._by_queue.get(queue)
         if futs is not None:
-            futs.discard(fut)
+            futs.pop(fut, None)
             if not futs:
                 del self._by_queue[queue]
 
     def on_changes(self, changes: Sequence[Change | QueueChange]) -> None:
-        """Storage listener: wake the waiters of queues that got work."""
+        """Storage listener: wake the waiters of queues that may have work."""
         if not self._by_queue:
             return
         for c in changes:
-            if (type(c) is Change and c.state == "pending") or (
-                type(c) is QueueChange and c.event == "resumed"
-            ):
-                for fut in self._by_queue.get(c.queue, ()):
-                    if not fut.done():
+            futs = self._by_queue.get(c.queue)
+            if not futs:
+                continue
+            if type(c) is QueueChange:
+                wakes = c.event in ("resumed", "limits")
+                for fut in futs:
+                    if wakes and not fut.done():
+                        fut.set_result(None)
+            elif c.state != "processing":
+                pending = c.state == "pending"
+                for fut, mode in futs.items():
+                    if not fut.done() and (mode == WAKE_ANY or (pending and mode == WAKE_PENDING)):
                         fut.set_result(None)
 
     def close(self) -> None:
@@ -137,11 +171,22 @@ async def lease(request: web.Request) -> web.Response:
             left = deadline - loop.time()
             if tasks or fut is None or left <= 0:
                 break
+            # A limit held the tasks back: wait for what lifts it rather than
+            # for new pending tasks (which it would hold back too).
+            limited = getattr(tasks, "limited", None)
+            if limited == "rate":
+                watch.narrow(queue, fut, WAKE_QUEUE)
+                retry_in = getattr(tasks, "retry_in", None) or MIN_RATE_WAIT
+                pause = min(left, max(retry_in, MIN_RATE_WAIT))
+            else:
+                watch.narrow(queue, fut, WAKE_ANY if limited else WAKE_PENDING)
+                pause = left
             try:
-                await asyncio.wait_for(asyncio.shield(fut), timeout=left)
+                await asyncio.wait_for(asyncio.shield(fut), timeout=pause)
             except TimeoutError:
-                tasks = []
-                break
+                if pause >= left:
+                    tasks = []
+                    break
         finally:
             if fut is not None:
                 watch.forget(queue, fut)

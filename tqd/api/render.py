@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from tqd.models import Firing, QueueInfo, Task, WorkerInfo, rfc3339
+from tqd.models import Firing, QueueInfo, QueueLimits, Task, WorkerInfo, rfc3339
 from tqd.runtime.cron import Schedule
 
 
@@ -32,13 +32,26 @@ def task_json(t: Task) -> dict[str, Any]:
         "timeout": t.timeout,
         "worker": t.worker,
         "unique_key": t.unique_key,
+        "group": t.group,
         "progress": None if t.progress is None else orjson.Fragment(t.progress),
     }
 
 
+def limits_json(limits: QueueLimits) -> dict[str, Any]:
+    """A queue's limits; null for a limit not set (``rate_interval`` always
+    holds its seconds)."""
+    return {
+        "concurrency": limits.concurrency,
+        "rate_limit": limits.rate_limit,
+        "rate_interval": limits.rate_interval,
+        "rate_burst": limits.rate_burst,
+        "group_concurrency": limits.group_concurrency,
+    }
+
+
 def queue_json(q: QueueInfo) -> dict[str, Any]:
-    """A queue: name, paused, counts per state."""
-    return {"name": q.name, "paused": q.paused, "counts": q.counts}
+    """A queue: name, paused, counts per state, limits."""
+    return {"name": q.name, "paused": q.paused, "counts": q.counts, "limits": limits_json(q.limits)}
 
 
 def worker_json(w: WorkerInfo) -> dict[str, Any]:

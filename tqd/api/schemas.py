@@ -31,6 +31,7 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # is); the pattern here only describes them in the OpenAPI document.
 TaskName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": NAME_PATTERN})]
 QueueName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": NAME_PATTERN})]
+GroupName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": NAME_PATTERN})]
 PurgeState = Annotated[
     str, msgspec.Meta(extra_json_schema={"enum": [s for s in STATES if s != "processing"]})
 ]
@@ -55,6 +56,9 @@ class EnqueueBody(_Body):
     #: For task names with unique_for: the key twins share (default: a hash
     #: of the payload).
     unique_key: IdempotencyKey | None = None
+    #: The fairness group (a tenant, say): a queue's lease takes turns
+    #: among groups, and ``group_concurrency`` caps each.
+    group: GroupName | None = None
 
 
 class BatchBody(_Body):
@@ -70,6 +74,27 @@ class ProgressBody(_Body):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     progress: Annotated[float, msgspec.Meta(ge=0, le=1)]
     message: Annotated[str, msgspec.Meta(max_length=PROGRESS_MESSAGE_MAX)] = ""
+
+
+#: Largest value of a count limit (beyond it a limit means nothing).
+MAX_LIMIT = 1_000_000_000
+LimitValue = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
+RateInterval = Annotated[float, msgspec.Meta(gt=0, le=86400)]
+
+
+class QueuePatchBody(_Body):
+    """``PATCH /v1/queues/{q}``: change some of a queue's settings.
+
+    A field left out keeps its stored value; null removes a limit
+    (``rate_interval``: back to 1 second). ``paused`` pauses or resumes.
+    """
+
+    paused: bool | msgspec.UnsetType = msgspec.UNSET
+    concurrency: LimitValue | msgspec.UnsetType | None = msgspec.UNSET
+    rate_limit: LimitValue | msgspec.UnsetType | None = msgspec.UNSET
+    rate_interval: RateInterval | msgspec.UnsetType | None = msgspec.UNSET
+    rate_burst: LimitValue | msgspec.UnsetType | None = msgspec.UNSET
+    group_concurrency: LimitValue | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class PurgeBody(_Body):

@@ -31,6 +31,10 @@ def _new_task(body: EnqueueBody, where: str, header_key: str | None, now: float)
         raise BadRequest(
             f"{where}queue: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+    if body.group is not None and not valid_name(body.group):
+        raise BadRequest(
+            f"{where}group: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     if body.delay is not None and body.run_at is not None:
         raise BadRequest(f"{where}delay, {where}run_at: give one or the other, not both")
     key = body.idempotency_key
@@ -55,6 +59,7 @@ def _new_task(body: EnqueueBody, where: str, header_key: str | None, now: float)
         timeout=body.timeout,
         idempotency_key=key,
         unique_key=body.unique_key,
+        group=body.group,
     )
 
 

@@ -2,7 +2,7 @@
 
 ``Client`` (synchronous, standard library only) and ``AsyncClient``
 (aiohttp) offer the same calls: enqueue, enqueue_many, get, wait, list,
-cancel, retry, delete, queues, pause, resume and the pull API of remote
+cancel, retry, delete, queues, pause, resume, update_queue and the pull API of remote
 workers (lease, heartbeat, complete, fail, settle). ``RemoteWorker`` runs
 Python functions for the tasks of a remote queue. Importing this package
 loads neither aiohttp nor asyncio: the async parts load on first use.

@@ -89,7 +89,8 @@ class AsyncClient:
 
     async def enqueue(self, name: str, payload: Any = None, **options: Any) -> TaskJSON:
         """Enqueue one task. Options: queue, priority, delay, run_at,
-        max_attempts, timeout, idempotency_key (None: the configured default)."""
+        max_attempts, timeout, idempotency_key, unique_key, group (the
+        fairness group, a tenant say) (None: the configured default)."""
         return await self.send(calls.enqueue(name, payload, **options))
 
     async def enqueue_many(self, tasks: list[dict[str, Any]]) -> list[TaskJSON]:
@@ -132,7 +133,7 @@ class AsyncClient:
     # -- queues -------------------------------------------------------------
 
     async def queues(self) -> list[QueueJSON]:
-        """Every queue with its counts per state."""
+        """Every queue with its counts per state and its limits."""
         return await self.send(calls.queues())
 
     async def queue(self, name: str) -> QueueJSON:
@@ -144,6 +145,14 @@ class AsyncClient:
 
     async def resume(self, name: str) -> QueueJSON:
         return await self.send(calls.queue_action(name, "resume"))
+
+    async def update_queue(self, name: str, **settings: Any) -> QueueJSON:
+        """Change some of a queue's settings and return the queue. Keys:
+        paused, concurrency, rate_limit, rate_interval, rate_burst,
+        group_concurrency; a key given as None removes that limit, a key
+        left out keeps its value. The change holds across every process
+        sharing the store."""
+        return await self.send(calls.update_queue(name, settings))
 
     # -- the pull API of remote workers -------------------------------------
 

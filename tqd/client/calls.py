@@ -16,7 +16,7 @@ from typing import Any
 #: A task as the API shows it: id, name, queue, payload, state, attempts,
 #: result, error, times, ... (see the README); leased tasks add ``lease``.
 TaskJSON = dict[str, Any]
-#: A queue: name, paused, counts per state.
+#: A queue: name, paused, counts per state, limits.
 QueueJSON = dict[str, Any]
 
 FINISHED = ("completed", "failed", "cancelled")
@@ -67,6 +67,7 @@ def task_fields(
     timeout: float | None = None,
     idempotency_key: str | None = None,
     unique_key: str | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
     """The body of one task to enqueue; unset options take the task's configured defaults."""
     if isinstance(run_at, datetime):
@@ -76,7 +77,7 @@ def task_fields(
     return {"name": name, "payload": payload, **_drop_none({
         "queue": queue, "priority": priority, "delay": delay, "run_at": run_at,
         "max_attempts": max_attempts, "timeout": timeout, "idempotency_key": idempotency_key,
-        "unique_key": unique_key,
+        "unique_key": unique_key, "group": group,
     })}
 
 
@@ -118,6 +119,11 @@ def queues() -> Call:
 
 def queue(name: str) -> Call:
     return Call("GET", f"/v1/queues/{_q(name)}")
+
+
+def update_queue(name: str, settings: dict[str, Any]) -> Call:
+    """PATCH the queue: each key given is set (None removes a limit)."""
+    return Call("PATCH", f"/v1/queues/{_q(name)}", dict(settings))
 
 
 def queue_action(name: str, action: str, body: Any = None) -> Call:

@@ -69,6 +69,8 @@ class NewTask:
     idempotency_key: str | None = None
     #: For names with unique_for; None means a hash of the payload.
     unique_key: str | None = None
+    #: The fairness group (see tqd.models.Task.group); None: none.
+    group: str | None = None
 
 
 def payload_key(payload: bytes) -> str:
@@ -195,6 +197,7 @@ class Catalog:
             visibility_timeout=d.visibility_timeout,
             unique_key=unique_key,
             unique_until=unique_until,
+            group=request.group,
         )
 
 
