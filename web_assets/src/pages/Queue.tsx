@@ -228,7 +228,6 @@ function Limits({ queue, onChange }: { queue: QueueT; onChange: (q: QueueT) => v
             {LIMIT_FIELDS.map((f) => (
               <label key={f}>
                 <span>{LABELS[f].label}</span>
-                <small class="muted">{LABELS[f].hint}</small>
                 <input
                   name={f}
                   inputMode="decimal"
@@ -237,6 +236,7 @@ function Limits({ queue, onChange }: { queue: QueueT; onChange: (q: QueueT) => v
                   placeholder={f === "rate_interval" ? "1" : "none"}
                   onInput={(e) => setForm({ ...form, [f]: (e.target as HTMLInputElement).value })}
                 />
+                <small class="muted">{LABELS[f].hint}</small>
               </label>
             ))}
           </div>
