@@ -78,8 +78,8 @@ const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
  * value differs from `base` (the limits the form was filled from), an empty
  * field as null (no limit). Whether a number is allowed (>= 1, whole, at most
  * a day) is the API's to say: its error names the field. Here only text that
- * is no number at all, or an empty rate interval (it cannot be unset), is an
- * error.
+ * is no number at all is an error. An emptied rate interval means the
+ * default (1 s), which the API takes as null.
  */
 export function limitsPatch(base: QueueLimits, form: LimitsForm): { body: Partial<QueueLimits> } | { error: string } {
   const body: Record<string, number | null> = {};
@@ -87,7 +87,8 @@ export function limitsPatch(base: QueueLimits, form: LimitsForm): { body: Partia
     const text = form[field].trim();
     let value: number | null;
     if (text === "") {
-      if (field === "rate_interval") return { error: "rate_interval: give a number of seconds (1 by default)" };
+      // The API takes null for the interval as "back to the default".
+      if (field === "rate_interval" && base.rate_interval === DEFAULT_INTERVAL) continue;
       value = null;
     } else if (NUMBER.test(text)) {
       value = Number(text);

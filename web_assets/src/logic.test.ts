@@ -166,8 +166,10 @@ describe("queue limits", () => {
     for (const bad of ["abc", "0x10", "Infinity", "1,5", "4 tasks"]) {
       expect(limitsPatch(none, { ...formOf(none), concurrency: bad })).toEqual({ error: `concurrency: not a number: ${bad}` });
     }
-    expect(limitsPatch(some, { ...formOf(some), rate_interval: " " })).toEqual({
-      error: "rate_interval: give a number of seconds (1 by default)",
-    });
+  });
+
+  it("takes an emptied rate interval as the default, 1 s", () => {
+    expect(limitsPatch(some, { ...formOf(some), rate_interval: " " })).toEqual({ body: { rate_interval: null } });
+    expect(limitsPatch(none, { ...formOf(none), rate_interval: "" })).toEqual({ body: {} });
   });
 });

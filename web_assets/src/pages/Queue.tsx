@@ -150,7 +150,7 @@ function QueueView({ queue, error, onChange }: ViewProps) {
 const LABELS: Record<LimitField, { label: string; hint: string }> = {
   concurrency: { label: "Concurrency", hint: "most tasks running at once, across all processes" },
   rate_limit: { label: "Rate limit", hint: "tasks started per interval" },
-  rate_interval: { label: "Rate interval (s)", hint: "seconds, at most 86400" },
+  rate_interval: { label: "Rate interval (s)", hint: "seconds, at most 86400 (empty: 1)" },
   rate_burst: { label: "Rate burst", hint: "most started at once after a quiet spell (empty: the rate limit)" },
   group_concurrency: { label: "Group concurrency", hint: "most tasks of one group running at once" },
 };
