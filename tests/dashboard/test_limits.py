@@ -142,7 +142,7 @@ def test_a_task_shows_its_group(tqd: Daemon, probe: PageProbe) -> None:
     page.goto(f"{tqd.url}/#/tasks/{task['id']}")
     expect(page.get_by_test_id("task-group")).to_have_text(group)
     page.goto(f"{tqd.url}/#/tasks?queue=grouped")
-    cell = page.locator(f"tr[data-task-id="{task['id']}"] td[data-group]")
+    cell = page.locator(f'tr[data-task-id="{task["id"]}"] td[data-group]')
     expect(cell).to_have_text(group)
 
     # A task without a group shows none.
