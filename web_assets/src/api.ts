@@ -3,7 +3,7 @@
 // token prompt when the API answers 401.
 import { currentToken } from "./auth";
 import { Signal } from "./signal";
-import type { Queue, Schedule, Stats, Task, TaskPage, Worker } from "./types";
+import type { Queue, QueueLimits, Schedule, Stats, Task, TaskPage, Worker } from "./types";
 
 /** A failed API call: the API's own message when it sent one. */
 export class ApiError extends Error {
@@ -102,8 +102,8 @@ export const api = {
   redrive: (name: string) => request<Queue & { affected: number }>("POST", `/v1/queues/${enc(name)}/redrive`),
   purge: (name: string, state: string) =>
     request<Queue & { affected: number }>("POST", `/v1/queues/${enc(name)}/purge`, { state }),
-  setLimits: (name: string, limits: Record<string, unknown>) =>
-    request<Queue>("PATCH", `/v1/queues/${enc(name)}`, limits),
+  /** PATCH the given limits (null removes one); the others keep their values. */
+  setLimits: (name: string, limits: Partial<QueueLimits>) => request<Queue>("PATCH", `/v1/queues/${enc(name)}`, limits),
   tasks: (f: TaskFilter) => request<TaskPage>("GET", `/v1/tasks${query({ ...f })}`),
   task: (id: string) => request<Task>("GET", `/v1/tasks/${enc(id)}`),
   retry: (id: string) => request<Task>("POST", `/v1/tasks/${enc(id)}/retry`),

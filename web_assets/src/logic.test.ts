@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { errorMessage, query } from "./api";
 import { socketProtocols } from "./auth";
 import { ago, clip, duration, pretty, progressOf } from "./format";
+import { formOf, limitsOf, limitsPatch, limitsSummary, limitText, rateText } from "./limits";
 import { backoff, LAG_RESYNC_MS, lagResyncDelay } from "./live";
 import { href, parseHash } from "./router";
 import { toColumns } from "./stats";
@@ -113,5 +114,62 @@ describe("stats", () => {
     });
     expect(cols.rates).toEqual([[60, 120], [2, 0], [1, 0.1], [0, 0.05]]);
     expect(cols.latency).toEqual([[60, 120], [1.5, null], [null, 9]]);
+  });
+});
+
+describe("queue limits", () => {
+  const none = { concurrency: null, rate_limit: null, rate_interval: 1, rate_burst: null, group_concurrency: null };
+  const some = { concurrency: 4, rate_limit: 10, rate_interval: 60, rate_burst: 20, group_concurrency: 2 };
+  const queue = (limits?: unknown) => ({ name: "q", paused: false, counts: {}, ...(limits === undefined ? {} : { limits }) }) as never;
+
+  it("reads them from a queue, tolerating an older tqd without them", () => {
+    expect(limitsOf(queue())).toBeNull();
+    expect(limitsOf(queue(null))).toBeNull();
+    expect(limitsOf(queue(some))).toEqual(some);
+    // Missing or odd fields read as no limit, a missing interval as 1 s.
+    expect(limitsOf(queue({ concurrency: 3, rate_limit: "x" }))).toEqual({ ...none, concurrency: 3 });
+  });
+
+  it("shows them as text, with none when unset", () => {
+    expect(limitText(null)).toBe("none");
+    expect(limitText(4)).toBe("4");
+    expect(rateText(none)).toBe("none");
+    expect(rateText(some)).toBe("10 per 60 s, burst 20");
+    expect(rateText({ ...none, rate_limit: 5, rate_interval: 0.5 })).toBe("5 per 0.5 s, burst 5 (default)");
+    expect(limitsSummary(null)).toBe("—");
+    expect(limitsSummary(none)).toBe("—");
+    expect(limitsSummary(some)).toBe("4 running · 10/60 s · 2 per group");
+    expect(limitsSummary({ ...none, group_concurrency: 1 })).toBe("1 per group");
+  });
+
+  it("fills the form: empty for no limit", () => {
+    expect(formOf(none)).toEqual({ concurrency: "", rate_limit: "", rate_interval: "1", rate_burst: "", group_concurrency: "" });
+    expect(formOf(some)).toEqual({ concurrency: "4", rate_limit: "10", rate_interval: "60", rate_burst: "20", group_concurrency: "2" });
+  });
+
+  it("sends only the changed fields, an emptied one as null", () => {
+    expect(limitsPatch(some, formOf(some))).toEqual({ body: {} });
+    // Same value written differently is no change.
+    expect(limitsPatch(some, { ...formOf(some), concurrency: " 4.0 ", rate_interval: "6e1" })).toEqual({ body: {} });
+    expect(limitsPatch(some, { ...formOf(some), concurrency: "8", rate_burst: "" })).toEqual({
+      body: { concurrency: 8, rate_burst: null },
+    });
+    expect(limitsPatch(none, { ...formOf(none), rate_limit: "100", rate_interval: "0.5" })).toEqual({
+      body: { rate_limit: 100, rate_interval: 0.5 },
+    });
+  });
+
+  it("leaves range checks to the API but refuses what is no number", () => {
+    // 0, negatives and fractions go to the API, whose error names the field.
+    expect(limitsPatch(none, { ...formOf(none), concurrency: "0" })).toEqual({ body: { concurrency: 0 } });
+    expect(limitsPatch(none, { ...formOf(none), group_concurrency: "-2.5" })).toEqual({ body: { group_concurrency: -2.5 } });
+    for (const bad of ["abc", "0x10", "Infinity", "1,5", "4 tasks"]) {
+      expect(limitsPatch(none, { ...formOf(none), concurrency: bad })).toEqual({ error: `concurrency: not a number: ${bad}` });
+    }
+  });
+
+  it("takes an emptied rate interval as the default, 1 s", () => {
+    expect(limitsPatch(some, { ...formOf(some), rate_interval: " " })).toEqual({ body: { rate_interval: null } });
+    expect(limitsPatch(none, { ...formOf(none), rate_interval: "" })).toEqual({ body: {} });
   });
 });

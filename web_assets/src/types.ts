@@ -33,6 +33,8 @@ export interface Task {
   worker?: string | null;
   /** Issue 8: the latest progress a handler reported. */
   progress?: unknown;
+  /** The task's fairness group (limited by the queue's group_concurrency); absent on an older tqd. */
+  group?: string | null;
 }
 
 export interface TaskPage {
@@ -40,13 +42,23 @@ export interface TaskPage {
   next_cursor: string | null;
 }
 
+/** A queue's flow control; null means no limit. */
+export interface QueueLimits {
+  concurrency: number | null;
+  rate_limit: number | null;
+  /** Seconds that rate_limit tasks may start in. */
+  rate_interval: number;
+  /** Most tokens the rate bucket holds (null: rate_limit). */
+  rate_burst: number | null;
+  group_concurrency: number | null;
+}
+
 export interface Queue {
   name: string;
   paused: boolean;
   counts: Record<string, number>;
-  /** Issue 8: limits, present once the API knows them. */
-  concurrency?: number | null;
-  rate_limit?: unknown;
+  /** Absent on a tqd from before queue limits; read it through limits.ts `limitsOf`. */
+  limits?: Partial<QueueLimits> | null;
   [key: string]: unknown;
 }
 

@@ -1,10 +1,14 @@
-// Every queue with its counts by state and whether it is paused.
+// Every queue with its counts by state, whether it is paused, and (when this
+// tqd reports them) its limits in short.
 import { count } from "../format";
+import { limitsOf, limitsSummary, limitText, rateText } from "../limits";
 import { href } from "../router";
 import { STATES, type Queue } from "../types";
 
 export function QueueTable({ queues }: { queues: Queue[] }) {
   if (!queues.length) return <p class="muted">No queues yet.</p>;
+  // An older tqd reports no limits: then no column for them.
+  const showLimits = queues.some((q) => limitsOf(q) !== null);
   return (
     <div class="table-wrap">
       <table class="data" data-testid="queue-table">
@@ -17,6 +21,7 @@ export function QueueTable({ queues }: { queues: Queue[] }) {
                 {s}
               </th>
             ))}
+            {showLimits && <th>Limits</th>}
           </tr>
         </thead>
         <tbody>
@@ -33,10 +38,23 @@ export function QueueTable({ queues }: { queues: Queue[] }) {
                   </a>
                 </td>
               ))}
+              {showLimits && <LimitsCell queue={q} />}
             </tr>
           ))}
         </tbody>
       </table>
     </div>
+  );
+}
+
+function LimitsCell({ queue }: { queue: Queue }) {
+  const l = limitsOf(queue);
+  const title = l
+    ? `concurrency ${limitText(l.concurrency)}; rate ${rateText(l)}; group concurrency ${limitText(l.group_concurrency)}`
+    : "";
+  return (
+    <td class="clip muted" data-limits title={title}>
+      {limitsSummary(l)}
+    </td>
   );
 }

@@ -100,6 +100,8 @@ export function TaskTable({ filter, pageHref, empty }: Props) {
     page.reload();
   }
   const nSel = ids.filter((id) => selected.has(id)).length;
+  // An older tqd sends no "group": then no column for it.
+  const showGroup = rows.some((t) => "group" in t);
 
   return (
     <div>
@@ -129,6 +131,7 @@ export function TaskTable({ filter, pageHref, empty }: Props) {
                 <th>ID</th>
                 <th>Name</th>
                 <th>Queue</th>
+                {showGroup && <th>Group</th>}
                 <th>State</th>
                 <th class="num">Attempts</th>
                 <th>Created</th>
@@ -150,6 +153,11 @@ export function TaskTable({ filter, pageHref, empty }: Props) {
                   <td class="clip" title={t.queue}>
                     <a href={href.queue(t.queue)}>{t.queue}</a>
                   </td>
+                  {showGroup && (
+                    <td class="clip" title={t.group ?? ""} data-group>
+                      {t.group ?? ""}
+                    </td>
+                  )}
                   <td>
                     <StateBadge state={t.state} />
                   </td>

@@ -1,17 +1,18 @@
 // Queue: counts, limits (where the API has them), pause/resume, purge by
 // state, redrive the dead letters, and this queue's charts.
 import { useEffect, useState } from "preact/hooks";
-import { act } from "../actions";
+import { act, describe, notify } from "../actions";
 import { api } from "../api";
 import { StatsCharts } from "../components/StatsCharts";
 import { ErrorBox, Loading, Section } from "../components/ui";
-import { count, pretty } from "../format";
+import { count } from "../format";
 import { useLoad } from "../hooks";
+import { formOf, LIMIT_FIELDS, limitsOf, limitsPatch, limitText, rateText, type LimitField, type LimitsForm } from "../limits";
 import { queuesSignal, useLiveQueues, useOfflinePoll, useResync } from "../live";
 import { refreshQueues, updateQueue } from "../queues";
 import { href } from "../router";
 import { useSignal } from "../signal";
-import { STATES, type Queue as QueueT } from "../types";
+import { STATES, type Queue as QueueT, type QueueLimits as QueueLimitsT } from "../types";
 
 const PURGEABLE = STATES.filter((s) => s !== "processing");
 
@@ -146,59 +147,114 @@ function QueueView({ queue, error, onChange }: ViewProps) {
   );
 }
 
+const LABELS: Record<LimitField, { label: string; hint: string }> = {
+  concurrency: { label: "Concurrency", hint: "most tasks running at once, across all processes" },
+  rate_limit: { label: "Rate limit", hint: "tasks started per interval" },
+  rate_interval: { label: "Rate interval (s)", hint: "seconds, at most 86400 (empty: 1)" },
+  rate_burst: { label: "Rate burst", hint: "most started at once after a quiet spell (empty: the rate limit)" },
+  group_concurrency: { label: "Group concurrency", hint: "most tasks of one group running at once" },
+};
+
 /**
- * Concurrency and rate limits: shown, and editable, only when the API
- * reports them for the queue (PATCH /v1/queues/{q} comes with them).
+ * The queue's concurrency, rate and group limits, live, and a form to change
+ * them: it PATCHes only the fields changed since it opened (empty: no
+ * limit) and shows the API's error inline. Nothing when this tqd reports no
+ * limits (it predates them).
  */
 function Limits({ queue, onChange }: { queue: QueueT; onChange: (q: QueueT) => void }) {
-  const has = "concurrency" in queue || "rate_limit" in queue;
-  const [concurrency, setConcurrency] = useState(queue.concurrency == null ? "" : String(queue.concurrency));
-  const [rate, setRate] = useState(queue.rate_limit == null ? "" : pretty(queue.rate_limit));
+  const limits = limitsOf(queue);
+  // The limits the open form was filled from (null: form closed).
+  const [base, setBase] = useState<QueueLimitsT | null>(null);
+  const [form, setForm] = useState<LimitsForm | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
-  if (!has) return null;
+  const [busy, setBusy] = useState(false);
+  if (!limits) return null;
+
+  function open() {
+    if (!limits) return;
+    setBase(limits);
+    setForm(formOf(limits));
+    setProblem(null);
+  }
+  function close() {
+    setBase(null);
+    setForm(null);
+    setProblem(null);
+  }
   async function save(e: Event) {
     e.preventDefault();
-    const body: Record<string, unknown> = {};
-    if ("concurrency" in queue) {
-      const c = concurrency.trim();
-      if (c && !/^[1-9][0-9]*$/.test(c)) {
-        setProblem("concurrency: a whole number of at least 1, or empty for no limit");
-        return;
-      }
-      body.concurrency = c ? Number(c) : null;
+    if (!base || !form || busy) return;
+    const patch = limitsPatch(base, form);
+    if ("error" in patch) {
+      setProblem(patch.error);
+      return;
     }
-    if ("rate_limit" in queue) {
-      try {
-        body.rate_limit = rate.trim() ? JSON.parse(rate) : null;
-      } catch {
-        setProblem("rate limit: not valid JSON");
-        return;
-      }
+    if (Object.keys(patch.body).length === 0) {
+      close();
+      return;
     }
-    setProblem(null);
-    const q = await act(`Limits of ${queue.name}`, () => api.setLimits(queue.name, body), undefined, () => "limits saved");
-    if (q) onChange(q);
+    setBusy(true);
+    try {
+      const q = await api.setLimits(queue.name, patch.body);
+      close();
+      notify("ok", `limits of ${q.name} saved`);
+      onChange(q);
+    } catch (err) {
+      setProblem(describe(err));
+    } finally {
+      setBusy(false);
+    }
   }
+
+  const edit = (
+    <button type="button" onClick={open} disabled={form !== null} data-testid="limits-edit">
+      Edit limits
+    </button>
+  );
   return (
-    <Section title="Limits">
-      <form class="limits" onSubmit={save}>
-        {"concurrency" in queue && (
-          <label>
-            {"Concurrency (across all processes; empty: no limit) "}
-            <input inputMode="numeric" value={concurrency} onInput={(e) => setConcurrency((e.target as HTMLInputElement).value)} />
-          </label>
-        )}
-        {"rate_limit" in queue && (
-          <label>
-            {"Rate limit (JSON, as the API takes it; empty: none) "}
-            <textarea rows={3} value={rate} onInput={(e) => setRate((e.target as HTMLTextAreaElement).value)} />
-          </label>
-        )}
-        {problem && <ErrorBox error={problem} />}
-        <button type="submit" class="primary">
-          Save limits
-        </button>
-      </form>
+    <Section title="Limits" actions={edit}>
+      <dl class="facts" data-testid="limits">
+        <dt>Concurrency</dt>
+        <dd data-limit="concurrency">{limitText(limits.concurrency)}</dd>
+        <dt>Rate</dt>
+        <dd data-limit="rate">{rateText(limits)}</dd>
+        <dt>Group concurrency</dt>
+        <dd data-limit="group_concurrency">{limitText(limits.group_concurrency)}</dd>
+      </dl>
+      {form && (
+        <form class="limits" onSubmit={save} data-testid="limits-form">
+          <p class="muted">Empty: no limit. Only the fields you change are sent.</p>
+          <div class="limit-fields">
+            {LIMIT_FIELDS.map((f) => (
+              <label key={f}>
+                <span>{LABELS[f].label}</span>
+                <input
+                  name={f}
+                  inputMode="decimal"
+                  autoComplete="off"
+                  value={form[f]}
+                  placeholder={f === "rate_interval" ? "1" : "none"}
+                  onInput={(e) => setForm({ ...form, [f]: (e.target as HTMLInputElement).value })}
+                />
+                <small class="muted">{LABELS[f].hint}</small>
+              </label>
+            ))}
+          </div>
+          {problem && (
+            <div data-testid="limits-error">
+              <ErrorBox error={problem} />
+            </div>
+          )}
+          <div class="action-row">
+            <button type="submit" class="primary" disabled={busy}>
+              Save limits
+            </button>
+            <button type="button" onClick={close} disabled={busy}>
+              Cancel
+            </button>
+          </div>
+        </form>
+      )}
     </Section>
   );
 }

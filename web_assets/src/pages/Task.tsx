@@ -81,6 +81,14 @@ function TaskView({ task: t, stale, onChange }: { task: TaskT; stale: string | n
           <dd class="wrap">
             <a href={href.queue(t.queue)}>{t.queue}</a>
           </dd>
+          {"group" in t && (
+            <>
+              <dt>Group</dt>
+              <dd class="wrap" data-testid="task-group">
+                {t.group ?? "—"}
+              </dd>
+            </>
+          )}
           <dt>Priority</dt>
           <dd>{t.priority}</dd>
           <dt>Attempts</dt>
