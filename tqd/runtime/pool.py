@@ -278,12 +278,14 @@ class WorkerPool:
             if type(c) is Change:
                 state = c.state
                 if state == "pending":
-                    if self.serves(c.queue) and c.queue not in self._paused:
-                        self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
-                        self._active.add(c.queue)
-                        wake = True
-                        if self._parked:
-                            self._unpark_on_pending(c)
+                    q = c.queue
+                    if self.serves(q) and q not in self._paused:
+                        self._gen[q] = self._gen.get(q, 0) + 1
+                        # A queue parked at its limit stays parked unless
+                        # this change may have made room.
+                        if q not in self._parked or self._unpark_on_pending(c):
+                            self._active.add(q)
+                            wake = True
                 elif state != "processing":
                     # A task left processing (or a pending one went away):
                     # a slot under the queue's limits may be free.
@@ -386,13 +388,15 @@ class WorkerPool:
             self._active.add(queue)
         return True
 
-    def _unpark_on_pending(self, change: Change) -> None:
-        # A new task may be of a group under its limit; a reclaim frees a
-        # concurrency slot (one seen from another process is not told
-        # apart from an enqueue: PARK_RECHECK covers it).
+    def _unpark_on_pending(self, change: Change) -> bool:
+        """Unpark the queue of a pending ``change`` if the change may have
+        made room: a new task may be of a group under its limit; a reclaim
+        frees a concurrency slot (a reclaim by another process is not told
+        apart from an enqueue: PARK_RECHECK covers it). True if unparked."""
         parked = self._parked.get(change.queue)
         if parked is not None and (parked[0] == "group" or change.op == "reclaim"):
-            self._unpark(change.queue)
+            return self._unpark(change.queue)
+        return False
 
     def _recheck(self, queue: str) -> None:
         if self._unpark(queue):
