@@ -104,8 +104,15 @@ class Connection:
 
 
 async def _call(conn: Connection, method: str, path: str, body: Any = None) -> Any:
+    """One control request (each is idempotent). The control connection sits
+    idle through a phase, longer than the server keeps an idle connection
+    open on a busy machine: when the server closed it, ask again on a new one."""
     data = None if body is None else json.dumps(body).encode()
-    status, payload = await conn.request(method, path, data)
+    try:
+        status, payload = await conn.request(method, path, data)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        await conn.close()
+        status, payload = await conn.request(method, path, data)
     if status >= 400:
         raise RuntimeError(f"{method} {path} answered {status}: {payload[:200]!r}")
     return json.loads(payload) if payload else None
