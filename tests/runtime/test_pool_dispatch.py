@@ -102,6 +102,24 @@ async def test_strict_dispatch_gives_a_later_queue_what_a_limit_holds_back(harne
     assert harness.state.max_per_queue["first"] == 1
 
 
+async def test_a_queue_at_its_limit_is_leased_again_as_soon_as_a_task_ends(harness: Harness) -> None:
+    """Parked at its concurrency limit, the queue waits for its tasks' ends,
+    not for the PARK_RECHECK fallback: 30 tasks of 20 ms three at a time take
+    about 0.2 s; one missed wake-up per parking would take ~10 s."""
+    pool = harness.build(concurrency=20)
+    await harness.limit("narrow", concurrency=3)
+    ids = await _backlog(harness, "narrow", 30, seconds=0.02)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await pool.start()
+    for tid in ids:
+        await harness.wait_state(tid, "completed")
+    took = loop.time() - began
+    print(f"\n30 tasks of 20 ms at concurrency 3: {took:.2f}s")
+    assert harness.state.max_per_queue["narrow"] == 3
+    assert took < 5 * PARK_RECHECK
+
+
 # -- waiting for limits (stub store) -----------------------------------------
 
 
@@ -226,3 +244,20 @@ async def test_weighted_shares_of_one_round(stub_pool) -> None:
     # b first (the order of [worker] queues); it came back short, so a is
     # offered the slots b left.
     assert [(q, n) for _, q, n in strict.calls[:2]] == [("b", 4), ("a", 4)]
+
+
+async def test_a_reload_brings_new_weights_and_dispatch(stub_pool) -> None:
+    stub = StubStore(_script())
+    pool = await stub_pool(stub, queues=("a", "b"), concurrency=4)
+    await until(lambda: len(stub.calls) >= 2, 5, message="two leases")
+    assert sorted((q, n) for _, q, n in stub.calls) == [("a", 2), ("b", 2)]
+
+    async def reload(**settings) -> list[tuple[str, int]]:
+        before = len(stub.calls)
+        fields = {"worker_id": "w-stub", "queues": ("a", "b"), "concurrency": 4, **settings}
+        await pool.apply(pool._catalog, pool._handlers, PoolSettings(**fields))
+        await until(lambda: len(stub.calls) >= before + 2, 5, message="leases after the reload")
+        return [(q, n) for _, q, n in stub.calls[before:before + 2]]
+
+    assert sorted(await reload(weights={"b": 3})) == [("a", 1), ("b", 3)]
+    assert await reload(dispatch="strict", queues=("b", "a")) == [("b", 4), ("a", 4)]

@@ -355,7 +355,8 @@ class WorkerPool:
 
     def hold(self, queue: str, seconds: float) -> None:
         """Lease nothing from ``queue`` for ``seconds`` (a handler's target is
-        pushing back); a longer hold already in place stays."""
+        pushing back, or the queue's rate limit has no token left); a longer
+        hold already in place stays."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         if until <= self._held.get(queue, 0.0):
@@ -561,7 +562,8 @@ class WorkerPool:
             elif self._edits.get(queue, 0) != edits:
                 progressed = True  # the limits changed meanwhile: lease again at once
             elif limited == "rate":
-                self.hold(queue, max(0.001, tasks.retry_in or 0.0))  # type: ignore[attr-defined]
+                retry_in = tasks.retry_in  # type: ignore[attr-defined]
+                self.hold(queue, 0.1 if retry_in is None else max(0.001, retry_in))
                 self._credit.pop(queue, None)
                 progressed = True
             elif self._exits.get(queue, 0) == exits and (
