@@ -14,6 +14,10 @@ settle one task with 10,000 and with 1,000,000 tasks stored. ``--ws-clients
 N`` keeps N /v1/events WebSocket clients (in another process) reading
 throughout, to measure what live dashboards cost; ``daemon_cpu_s`` is the
 CPU the daemon used, steadier than the rates on a busy machine.
+``--queue-limits`` gives the enqueue/process queue a concurrency limit, a
+rate limit and a group_concurrency that never bind (PATCH /v1/queues/NAME)
+and enqueues its tasks in ``GROUPS`` fair groups: the cost of limits and
+groups themselves, to compare with a run without it.
 
 The HTTP client here is deliberately minimal (HTTP/1.1 keep-alive on raw
 asyncio streams): a general-purpose client costs more CPU per request than
@@ -52,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ws-clients-process", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     p.add_argument("--lease-scaling", action="store_true",
                    help="measure lease+settle of one task at 10k and 1M stored tasks (in-process)")
+    p.add_argument("--queue-limits", action="store_true",
+                   help="limits that never bind on the process queue, tasks in 100 groups "
+                        "(what limits and fair groups cost)")
     from tqd.bench_kinds import add_arguments as add_kind_arguments
 
     add_kind_arguments(p)
@@ -97,8 +104,15 @@ class Connection:
 
 
 async def _call(conn: Connection, method: str, path: str, body: Any = None) -> Any:
+    """One control request (each is idempotent). The control connection sits
+    idle through a phase, longer than the server keeps an idle connection
+    open on a busy machine: when the server closed it, ask again on a new one."""
     data = None if body is None else json.dumps(body).encode()
-    status, payload = await conn.request(method, path, data)
+    try:
+        status, payload = await conn.request(method, path, data)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        await conn.close()
+        status, payload = await conn.request(method, path, data)
     if status >= 400:
         raise RuntimeError(f"{method} {path} answered {status}: {payload[:200]!r}")
     return json.loads(payload) if payload else None
@@ -107,13 +121,28 @@ async def _call(conn: Connection, method: str, path: str, body: Any = None) -> A
 # -- phases -------------------------------------------------------------------
 
 
+#: Fair groups the tasks are spread over with ``--queue-limits``.
+GROUPS = 100
+
+#: Limits far above what the bench can reach (``--queue-limits``): the
+#: daemon's worker concurrency (100 by default) caps processing long before
+#: them, and 100 groups share it, so no group nears its limit.
+LIMITS_THAT_NEVER_BIND = {"concurrency": 1_000_000, "rate_limit": 100_000_000, "rate_interval": 1,
+                          "group_concurrency": 10_000}
+
+
 async def _enqueue_phase(host: str, port: int, queue: str, args: argparse.Namespace) -> float:
     per_request = max(1, args.batch)
     total = args.tasks
     next_index = 0
+    grouped = getattr(args, "queue_limits", False)
     item = {"name": args.task, "queue": queue}
-    single = json.dumps(item).encode()
-    batch_body = json.dumps({"tasks": [item] * per_request}).encode()
+    # With groups each request body names them in turn; the bodies are
+    # encoded once, ahead, so the client costs the same either way.
+    items = [{**item, "group": f"g{i}"} for i in range(GROUPS)] if grouped else [item]
+    singles = [json.dumps(it).encode() for it in items]
+    batch_items = [items[i % len(items)] for i in range(per_request)]
+    batch_body = json.dumps({"tasks": batch_items}).encode()
 
     async def worker() -> None:
         nonlocal next_index
@@ -123,11 +152,11 @@ async def _enqueue_phase(host: str, port: int, queue: str, args: argparse.Namesp
                 n = min(per_request, total - next_index)
                 next_index += n
                 if per_request == 1:
-                    status, payload = await conn.request("POST", "/v1/tasks", single)
+                    status, payload = await conn.request("POST", "/v1/tasks", singles[next_index % len(singles)])
                 elif n == per_request:
                     status, payload = await conn.request("POST", "/v1/tasks/batch", batch_body)
                 else:
-                    body = json.dumps({"tasks": [item] * n}).encode()
+                    body = json.dumps({"tasks": batch_items[:n]}).encode()
                     status, payload = await conn.request("POST", "/v1/tasks/batch", body)
                 if status != 201:
                     raise RuntimeError(f"enqueue answered {status}: {payload[:200]!r}")
@@ -246,6 +275,10 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
         result.update(args.kind_details)
     if not skip >= {"enqueue", "process"}:
         await _call(control, "POST", f"/v1/queues/{queue}/pause")
+        if getattr(args, "queue_limits", False):
+            await _call(control, "PATCH", f"/v1/queues/{queue}", LIMITS_THAT_NEVER_BIND)
+            result["queue_limits"] = LIMITS_THAT_NEVER_BIND
+            result["groups"] = GROUPS
         result["enqueue_per_s"] = round(await _enqueue_phase(host, port, queue, args))
         if "process" not in skip:
             started = time.perf_counter()

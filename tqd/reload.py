@@ -122,7 +122,8 @@ def pool_settings(config: Config, catalog: Catalog, worker_id: str) -> PoolSetti
         concurrency=config.worker.concurrency,
         queues=tuple(config.worker.queues),
         exclude=catalog.remote_queues(),
-        queue_limits={name: q.concurrency for name, q in config.queues.items() if q.concurrency},
+        weights={name: q.weight for name, q in config.queues.items()},
+        dispatch=config.worker.dispatch,
         lease_batch=config.worker.lease_batch,
     )
 

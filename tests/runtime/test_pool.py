@@ -22,7 +22,7 @@ from tests.runtime.kit import Blocker, pool_with
 from tests.storage.helpers import TaskMaker
 from tqd.clock import FakeClock, SystemClock
 from tqd.config import load_config
-from tqd.models import Task
+from tqd.models import QueueLimits, Task
 from tqd.runtime.catalog import Catalog, NewTask
 from tqd.runtime.handlers import build_handlers
 from tqd.runtime.pool import PoolSettings, WorkerPool
@@ -63,7 +63,8 @@ class Harness:
         self.catalog: Catalog | None = None
         self._roles: list[tuple[Any, asyncio.Task]] = []
 
-    def build(self, *, concurrency: int = 10, queues: dict[str, int] | None = None) -> WorkerPool:
+    def build(self, *, concurrency: int = 10, weights: dict[str, int] | None = None,
+              dispatch: str = "weighted", served: tuple[str, ...] = ()) -> WorkerPool:
         config = load_config(
             None,
             env={},
@@ -71,7 +72,7 @@ class Harness:
                 "storage": f"sqlite://{self.tmp / 'tqd.db'}",
                 "python_path": [str(PYMODS)],
                 "worker": {"concurrency": concurrency},
-                "queues": {q: {"concurrency": n} for q, n in (queues or {}).items()},
+                "queues": {q: {"weight": n} for q, n in (weights or {}).items()},
                 "tasks": TASKS,
             },
         )
@@ -85,11 +86,17 @@ class Harness:
             PoolSettings(
                 worker_id="w-pool",
                 concurrency=concurrency,
-                queue_limits={q: n for q, n in (queues or {}).items()},
+                weights=dict(weights or {}),
+                dispatch=dispatch,
+                queues=served,
             ),
             self.clock,
         )
         return self.pool
+
+    async def limit(self, queue: str, **limits: Any) -> None:
+        """Set ``queue``'s limits in the store (where every process reads them)."""
+        await self.store.set_limits(queue, QueueLimits(**limits), self.clock.now())
 
     @property
     def probe(self) -> Any:
@@ -185,7 +192,9 @@ async def test_priority_applies_to_work_enqueued_while_running(harness: Harness)
 
 
 async def test_global_and_per_queue_concurrency_never_exceeded(harness: Harness) -> None:
-    pool = harness.build(concurrency=6, queues={"a": 2, "b": 3})
+    pool = harness.build(concurrency=6)
+    await harness.limit("a", concurrency=2)
+    await harness.limit("b", concurrency=3)
     tasks = []
     for i in range(15):
         for queue in ("a", "b", "c"):
@@ -203,7 +212,8 @@ async def test_global_and_per_queue_concurrency_never_exceeded(harness: Harness)
 
 
 async def test_queue_limit_binds_below_the_global_one(harness: Harness) -> None:
-    pool = harness.build(concurrency=20, queues={"narrow": 3})
+    pool = harness.build(concurrency=20)
+    await harness.limit("narrow", concurrency=3)
     tasks = [await harness.enqueue("probe.measured", {"seconds": 0.02}, queue="narrow")
              for _ in range(12)]
     await pool.start()

@@ -1,6 +1,6 @@
 """The worker pool: lease in batches, run each task in a coroutine, settle in batches.
 
-One lease loop fills free slots: it leases from every served queue that may
+One lease loop fills free slots: it leases from the served queues that may
 have work, as many tasks as there are free slots (bounded per queue and per
 round trip). It never polls. It learns of new work from the store's change
 events (a ``pending`` change names the queue) and of free slots from
@@ -10,6 +10,38 @@ A per-queue generation counter closes the race between "the lease came back
 short, so the queue is empty" and "a task was enqueued meanwhile": a queue is
 marked idle only if no ``pending`` change arrived for it since the lease was
 sent.
+
+Queue limits (concurrency, rate, group_concurrency) are kept and enforced by
+the store, across every process; the pool only avoids asking in vain. A
+lease cut short by a limit (``Leased.limited``) does not mark the queue
+idle:
+
+- ``"rate"``: the queue is held until the bucket has its next token
+  (``Leased.retry_in``).
+- ``"concurrency"`` or ``"group"``: the queue is parked until a change shows
+  one of its tasks leaving ``processing`` (from any process: the store
+  reports every process's changes), or for ``"group"`` a new pending task
+  (it may belong to another group), with a re-check after
+  ``PARK_RECHECK`` seconds in case that change was missed. The same two
+  counters close the race with changes that arrive while the lease is out.
+- A ``limits`` change of the queue (its limits were edited) ends a hold or
+  a parking at once.
+
+Dispatch, when several queues have work and there are fewer free slots than
+they would take (``[worker] dispatch``):
+
+- ``"weighted"`` (default): each round splits the free slots among the
+  queues that may have work in proportion to their ``weight`` (1 unless
+  ``[queues.NAME] weight`` says otherwise). The fractions a round cannot
+  hand out are carried to the next rounds as credit (largest remainder
+  first), so the shares hold over time, not just per round: with 4 slots and
+  two backed-up queues of weights 3 and 1, one slot freeing at a time, the
+  starts go 3:1. A queue that goes idle, is parked or held loses its credit.
+- ``"strict"``: queues in the order of ``[worker] queues`` (then by name).
+  The first queue that may have work is offered every free slot; the next
+  one is asked only for what it left, that is when it leased fewer than it
+  was asked (it has nothing it may lease: empty, paused, or held back by a
+  limit). A later queue never takes a slot an earlier one could use.
 
 Finished tasks queue their outcome; one settle loop writes everything that
 has queued up in one call, so settling costs one round trip per batch and
@@ -37,6 +69,10 @@ from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Storage
 
 log = logging.getLogger("tqd.pool")
+
+#: Seconds after which a queue parked at its concurrency or group limit is
+#: leased from again even if no change said that one of its tasks ended.
+PARK_RECHECK = 1.0
 
 # Why a running handler was cancelled by the pool.
 SHUTDOWN = "shutdown"  # the daemon stops: hand the task back
@@ -75,8 +111,11 @@ class PoolSettings:
     queues: Sequence[str] = ()
     #: Queues never served here (remote workers lease their tasks).
     exclude: frozenset[str] = frozenset()
-    #: Most tasks of one queue running at once in this process.
-    queue_limits: dict[str, int] = field(default_factory=dict)
+    #: Each queue's share of the free slots under "weighted" dispatch
+    #: (a queue not named here weighs 1).
+    weights: dict[str, int] = field(default_factory=dict)
+    #: "weighted" or "strict" (see the module docstring).
+    dispatch: str = "weighted"
     lease_batch: int = 200
 
 
@@ -101,14 +140,22 @@ class WorkerPool:
         self._clock = clock
         self._served = frozenset(settings.queues)
         self.running: dict[str, Running] = {}
-        self._per_queue: dict[str, int] = {}
         self._active: set[str] = set()
         # Paused queues, as the change events report them: an enqueue into a
         # paused queue must not cost a lease round trip. (The store still
         # checks the flag in the lease itself; this only saves work.)
         self._paused: set[str] = set()
         self._gen: dict[str, int] = {}
-        self._rotation = 0
+        #: Per queue, how many of its tasks left ``processing`` (changes seen)
+        #: and how often its limits were edited: the races of parking and
+        #: holding against changes that arrive while a lease is out.
+        self._exits: dict[str, int] = {}
+        self._edits: dict[str, int] = {}
+        #: Queues parked at a concurrency or group limit: why, with the
+        #: fallback timer that leases again after PARK_RECHECK.
+        self._parked: dict[str, tuple[str, asyncio.TimerHandle]] = {}
+        #: Weighted dispatch: slots a queue is owed (or owes) from past rounds.
+        self._credit: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._outcomes: list[Outcome] = []
@@ -165,6 +212,8 @@ class WorkerPool:
         tasks were handed back."""
         self._stopping = True
         self._wake.set()
+        for _, timer in self._parked.values():
+            timer.cancel()
         if self._lease_job is not None:
             await self._lease_job
         handed_back = 0
@@ -196,8 +245,9 @@ class WorkerPool:
         """Use a reloaded configuration from the next lease on.
 
         Running tasks keep the handler they started with (see ``jobs_using``);
-        a lower concurrency or queue limit only stops new leases until enough
-        tasks finish; queues no longer served stop being leased from.
+        a lower concurrency only stops new leases until enough tasks finish;
+        queues no longer served stop being leased from; new weights and
+        dispatch apply from the next lease round.
         """
         if settings.worker_id != self.worker_id:
             raise ValueError("a reload cannot change the worker id")
@@ -206,6 +256,7 @@ class WorkerPool:
         self.settings = settings
         self._served = frozenset(settings.queues)
         self._active = {q for q in self._active if self.serves(q)} | set(self._served)
+        self._credit.clear()
         if not self._stopping:
             for info in await self._storage.queues():
                 if info.paused:
@@ -225,11 +276,23 @@ class WorkerPool:
         running = self.running
         for c in changes:
             if type(c) is Change:
-                if c.state == "pending" and self.serves(c.queue) and c.queue not in self._paused:
-                    self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
-                    self._active.add(c.queue)
-                    wake = True
-                if c.state != "processing" and c.id in running:
+                state = c.state
+                if state == "pending":
+                    q = c.queue
+                    if self.serves(q) and q not in self._paused:
+                        self._gen[q] = self._gen.get(q, 0) + 1
+                        # A queue parked at its limit stays parked unless
+                        # this change may have made room.
+                        if q not in self._parked or self._unpark_on_pending(c):
+                            self._active.add(q)
+                            wake = True
+                elif state != "processing":
+                    # A task left processing (or a pending one went away):
+                    # a slot under the queue's limits may be free.
+                    self._exits[c.queue] = self._exits.get(c.queue, 0) + 1
+                    if self._parked and self._unpark(c.queue):
+                        wake = True
+                if state != "processing" and c.id in running:
                     if c.state == "pending":
                         # A reclaim, or the late echo of the task's own
                         # enqueue: a shared store answers the lease and
@@ -245,6 +308,15 @@ class WorkerPool:
                     self._paused.add(c.queue)
                 elif c.event == "resumed":
                     self._paused.discard(c.queue)
+                    if self.serves(c.queue):
+                        self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
+                        self._active.add(c.queue)
+                        wake = True
+                elif c.event == "limits":
+                    # New limits: whatever held the queue back may be gone.
+                    self._edits[c.queue] = self._edits.get(c.queue, 0) + 1
+                    self._unpark(c.queue)
+                    self._held.pop(c.queue, None)
                     if self.serves(c.queue):
                         self._gen[c.queue] = self._gen.get(c.queue, 0) + 1
                         self._active.add(c.queue)
@@ -283,7 +355,8 @@ class WorkerPool:
 
     def hold(self, queue: str, seconds: float) -> None:
         """Lease nothing from ``queue`` for ``seconds`` (a handler's target is
-        pushing back); a longer hold already in place stays."""
+        pushing back, or the queue's rate limit has no token left); a longer
+        hold already in place stays."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         if until <= self._held.get(queue, 0.0):
@@ -297,20 +370,47 @@ class WorkerPool:
             self._active.add(queue)
             self._wake.set()
 
-    # -- leasing ------------------------------------------------------------
+    def _park(self, queue: str, why: str) -> None:
+        """Lease nothing from ``queue`` until a change may have freed room
+        under its ``why`` limit (or PARK_RECHECK seconds pass)."""
+        self._unpark(queue)
+        self._active.discard(queue)
+        self._credit.pop(queue, None)
+        timer = asyncio.get_running_loop().call_later(PARK_RECHECK, self._recheck, queue)
+        self._parked[queue] = (why, timer)
 
-    def _room(self, queue: str) -> int:
-        limit = self.settings.queue_limits.get(queue)
-        if limit is None:
-            return self.settings.lease_batch
-        return min(self.settings.lease_batch, limit - self._per_queue.get(queue, 0))
+    def _unpark(self, queue: str) -> bool:
+        """End the parking of ``queue``, if any; True if it was parked."""
+        parked = self._parked.pop(queue, None)
+        if parked is None:
+            return False
+        parked[1].cancel()
+        if self.serves(queue):
+            self._active.add(queue)
+        return True
+
+    def _unpark_on_pending(self, change: Change) -> bool:
+        """Unpark the queue of a pending ``change`` if the change may have
+        made room: a new task may be of a group under its limit; a reclaim
+        frees a concurrency slot (a reclaim by another process is not told
+        apart from an enqueue: PARK_RECHECK covers it). True if unparked."""
+        parked = self._parked.get(change.queue)
+        if parked is not None and (parked[0] == "group" or change.op == "reclaim"):
+            return self._unpark(change.queue)
+        return False
+
+    def _recheck(self, queue: str) -> None:
+        if self._unpark(queue):
+            self._wake.set()
+
+    # -- leasing ------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
         failures = 0
         while not self._stopping:
             self._wake.clear()
             try:
-                leased = await self._lease_round()
+                progressed = await self._lease_round()
             except Exception as err:
                 failures += 1
                 delay = min(2.0, 0.05 * 2 ** min(failures, 6))
@@ -324,64 +424,158 @@ class WorkerPool:
             if failures:
                 log.info("leasing works again after %d failures", failures)
                 failures = 0
-            if not leased:
+            if not progressed:
                 await self._wake.wait()
 
+    def _contenders(self) -> list[str]:
+        """The queues that may have a task to lease now, in dispatch order."""
+        active = self._active
+        if self._held or self._paused:
+            held, paused = self._held, self._paused
+            active = {q for q in active if q not in held and q not in paused}
+        if self.settings.dispatch == "strict":
+            order = {q: i for i, q in enumerate(self.settings.queues)}
+            last = len(order)
+            return sorted(active, key=lambda q: (order.get(q, last), q))
+        return sorted(active)
+
     async def _lease_round(self) -> bool:
+        """Lease for the free slots once; True if anything happened that calls
+        for another round at once (tasks started, a queue found idle, held or
+        parked), False if the loop should wait for news."""
         free = self.settings.concurrency - len(self.running)
         if free <= 0 or not self._active:
             return False
-        if self._held:
-            queues = sorted(q for q in self._active if q not in self._held)
-            if not queues:
-                return False
-        else:
-            queues = sorted(self._active)
-        start = self._rotation % len(queues)
-        self._rotation += 1
-        plan: list[tuple[str, int, int]] = []
-        for queue in queues[start:] + queues[:start]:
-            if queue in self._paused:
-                continue
-            n = min(free, self._room(queue))
-            if n <= 0:
-                continue
-            plan.append((queue, n, self._gen.get(queue, 0)))
-            free -= n
-            if free <= 0:
-                break
-        if not plan:
+        queues = self._contenders()
+        if not queues:
             return False
+        if self.settings.dispatch == "strict":
+            return await self._lease_strict(queues, free)
+        return await self._lease_weighted(queues, free)
+
+    def _shares(self, queues: list[str], free: int) -> list[tuple[str, int]]:
+        """Weighted dispatch: split ``free`` slots among ``queues`` in
+        proportion to their weights, carrying the fractions as credit."""
+        weights = self.settings.weights
+        credit = self._credit
+        for q in [q for q in credit if q not in queues]:
+            # A queue that stopped contending (idle, held, parked) loses its credit.
+            del credit[q]
+        # Credits sum to zero among the contenders, so the shares never add
+        # up to more than the free slots.
+        drift = sum(credit.values()) / len(queues)
+        total = sum(weights.get(q, 1) for q in queues)
+        shares: dict[str, int] = {}
+        given = 0
+        for q in queues:
+            exact = free * weights.get(q, 1) / total + credit.get(q, 0.0) - drift
+            n = max(0, int(exact))
+            shares[q] = n
+            credit[q] = exact - n
+            given += n
+        # The slots left by rounding down go to the largest credits.
+        for q in sorted(queues, key=credit.__getitem__, reverse=True)[: max(0, free - given)]:
+            shares[q] += 1
+            credit[q] -= 1.0
+        batch = self.settings.lease_batch
+        plan = []
+        for q, n in shares.items():
+            n = min(n, batch, free)
+            if n > 0:
+                plan.append((q, n))
+                free -= n
+        return plan
+
+    async def _lease_weighted(self, queues: list[str], free: int) -> bool:
+        if len(queues) == 1:
+            # One queue: nothing to share (the common case; no arithmetic).
+            q = queues[0]
+            plan = [(q, min(free, self.settings.lease_batch))]
+        else:
+            plan = self._shares(queues, free)
+        marks = [(q, n, self._gen.get(q, 0), self._exits.get(q, 0), self._edits.get(q, 0))
+                 for q, n in plan]
         now = self._clock.now()
         worker = self.worker_id
         if len(plan) == 1:
-            results = [await self._storage.lease(plan[0][0], plan[0][1], worker, now)]
+            results: list = [await self._storage.lease(plan[0][0], plan[0][1], worker, now)]
         else:
             # return_exceptions: tasks that one queue's lease handed out must
             # run even if another queue's lease failed; otherwise they would
             # sit leased to nobody until their leases ran out.
             results = await asyncio.gather(
-                *(self._storage.lease(q, n, worker, now) for q, n, _ in plan),
+                *(self._storage.lease(q, n, worker, now) for q, n in plan),
                 return_exceptions=True,
             )
-        leased = False
+        progressed = False
         failure: BaseException | None = None
-        for (queue, n, gen), tasks in zip(plan, results, strict=True):
+        for mark, tasks in zip(marks, results, strict=True):
             if isinstance(tasks, BaseException):
                 failure = failure or tasks
                 continue
-            if len(tasks) < n and self._gen.get(queue, 0) == gen:
-                self._active.discard(queue)
-            if tasks:
-                leased = True
-                if self._stopping:
-                    self._hand_back(tasks)
-                else:
-                    for task in tasks:
-                        self._start(task, now)
+            if self._take(mark, tasks, now):
+                progressed = True
         if failure is not None:
             raise failure
-        return leased
+        return progressed
+
+    async def _lease_strict(self, queues: list[str], free: int) -> bool:
+        progressed = False
+        worker = self.worker_id
+        batch = self.settings.lease_batch
+        for q in queues:
+            n = min(free, batch)
+            mark = (q, n, self._gen.get(q, 0), self._exits.get(q, 0), self._edits.get(q, 0))
+            now = self._clock.now()
+            tasks = await self._storage.lease(q, n, worker, now)
+            if self._take(mark, tasks, now):
+                progressed = True
+            free -= len(tasks)
+            # A later queue gets slots only when this one leased fewer than
+            # asked; a full lease leaves the rest to the next round (this
+            # queue again first).
+            if len(tasks) == n or free <= 0 or self._stopping:
+                break
+        return progressed
+
+    def _take(self, mark: tuple[str, int, int, int, int], tasks: list[Task], now: float) -> bool:
+        """Start what one lease of ``mark = (queue, asked, gen, exits, edits)``
+        handed out; when it came back short, decide why and whether to lease
+        from the queue again. True if the lease loop should go round again."""
+        queue, asked, gen, exits, edits = mark
+        progressed = False
+        if tasks:
+            progressed = True
+            if self._stopping:
+                self._hand_back(tasks)
+            else:
+                for task in tasks:
+                    self._start(task, now)
+        if len(tasks) < asked:
+            limited = getattr(tasks, "limited", None)
+            if limited is None:
+                # Empty, unless a task was enqueued while the lease was out.
+                if self._gen.get(queue, 0) == gen:
+                    self._active.discard(queue)
+                    self._credit.pop(queue, None)
+                    progressed = True
+            elif self._edits.get(queue, 0) != edits:
+                progressed = True  # the limits changed meanwhile: lease again at once
+            elif limited == "rate":
+                retry_in = tasks.retry_in  # type: ignore[attr-defined]
+                self.hold(queue, 0.1 if retry_in is None else max(0.001, retry_in))
+                self._credit.pop(queue, None)
+                progressed = True
+            elif self._exits.get(queue, 0) == exits and (
+                limited != "group" or self._gen.get(queue, 0) == gen
+            ):
+                # At its concurrency (or every pending group at its group
+                # limit), and nothing left processing while the lease was out.
+                self._park(queue, limited)
+                progressed = True
+            else:
+                progressed = True  # room may have freed meanwhile: ask again
+        return progressed
 
     def _hand_back(self, tasks: list[Task]) -> None:
         for t in tasks:
@@ -398,7 +592,6 @@ class WorkerPool:
             self._interrupt(stale, LOST)
         running = Running(task, extend_at=now + task.visibility_timeout / 3, handlers=self._handlers)
         self.running[task.id] = running
-        self._per_queue[task.queue] = self._per_queue.get(task.queue, 0) + 1
         self.counters["started"] += 1
         if self.observer is not None:
             self.observer.task_started(task, now)
@@ -412,7 +605,6 @@ class WorkerPool:
         finally:
             if self.running.get(task.id) is running:
                 del self.running[task.id]
-            self._per_queue[task.queue] -= 1
             self._wake.set()
             if outcome is not None:
                 self._outcomes.append(outcome)
