@@ -125,22 +125,28 @@ def test_every_lease_statement_seeks_an_index(path):
     lease = (1.0, None, 1.0, "w", "q")
     statements = [
         (ops._QUEUE_FLAGS, ("q",)), (ops._LEASE_PLAIN, (*lease, 5)),
-        (groups._RING, ("q", "g", None, 5)), (groups._RING, ("q", "", "g", 5)),
-        (groups._PROCESSING, ("q", '["g", "h"]')),
+        (groups._RING, ("q", "g", None, 5, True, True)), (groups._RING, ("q", "", "g", 5, False, False)),
         (groups._CANDIDATES, ("q", '["g", "h"]', 3, 3)),
     ]
     for sql, args in statements:
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "SCAN tasks" not in plan and "TEMP B-TREE" not in plan, (sql, plan)
         assert "USING INDEX tasks_" in plan, (sql, plan)
+    # The ring: a seek per group in tasks_group_pending, a count in
+    # tasks_group_processing, the first ungrouped task from tasks_pending.
+    plan = " | ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._RING, ("q", "", None, 5, 1, 1))
+    )
+    assert "tasks_group_pending (queue=? AND grp>?)" in plan, plan
+    assert "tasks_group_processing (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
     # Each group's tasks come from its own seek, the ungrouped ones from theirs.
     plan = " | ".join(
         r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._CANDIDATES, ("q", "[]", 1, 1))
     )
     assert "tasks_group_pending (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
-    # Leasing the chosen tasks: one seek per task.
+    # Leasing the chosen tasks: one rowid lookup each.
     plan = " | ".join(
         r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ops._LEASE_SEQS, (*lease, "[1, 2]"))
     )
-    assert "SCAN tasks" not in plan and plan.startswith("SEARCH tasks"), plan
+    assert "SCAN tasks" not in plan and "INTEGER PRIMARY KEY" in plan, plan
     conn.close()

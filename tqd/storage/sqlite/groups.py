@@ -29,25 +29,27 @@ import orjson
 Conn = sqlite3.Connection
 
 # Up to ?4 groups holding pending tasks, in name order, after ?2 and, when
-# ?3 is not NULL, up to ?3 included. A skip-scan of tasks_group_pending:
-# each step is one seek for the first group name above the previous one,
-# however many tasks each group holds. The LIMIT on the recursive part
-# stops the recursion itself.
+# ?3 is not NULL, up to ?3 included: (group, its first task's seq, and if
+# ?6 its processing tasks). A skip-scan of tasks_group_pending: each step is
+# one seek for the first entry past the previous group, which is the next
+# group's first task in lease order (the index runs grp, priority DESC,
+# seq), however many tasks each group holds; then a rowid lookup for its
+# name. The LIMIT on the recursive part stops the recursion itself. With
+# ?5, one more row (NULL, seq, NULL): the first ungrouped task, if any.
 _RING = (
-    "WITH RECURSIVE ring(grp) AS ("
-    " SELECT (SELECT grp FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL"
-    "  AND grp > ?2 ORDER BY grp LIMIT 1)"
+    "WITH RECURSIVE ring(grp, seq) AS ("
+    " SELECT grp, seq FROM tasks WHERE seq = (SELECT seq FROM tasks WHERE queue = ?1"
+    "  AND state = 'pending' AND grp IS NOT NULL AND grp > ?2 ORDER BY grp, priority DESC, seq LIMIT 1)"
     " UNION ALL"
-    " SELECT (SELECT grp FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL"
-    "  AND grp > ring.grp ORDER BY grp LIMIT 1)"
-    " FROM ring WHERE ring.grp IS NOT NULL AND (?3 IS NULL OR ring.grp < ?3) LIMIT ?4"
-    ") SELECT grp FROM ring WHERE grp IS NOT NULL AND (?3 IS NULL OR grp <= ?3)"
-)
-# Processing tasks per group, for the groups in the JSON list ?2 (groups
-# with none are absent), from tasks_group_processing.
-_PROCESSING = (
-    "SELECT grp, count(*) FROM tasks WHERE queue = ?1 AND state = 'processing' "
-    "AND grp IS NOT NULL AND grp IN (SELECT value FROM json_each(?2)) GROUP BY grp"
+    " SELECT t.grp, t.seq FROM ring, tasks AS t WHERE t.seq = (SELECT seq FROM tasks WHERE queue = ?1"
+    "  AND state = 'pending' AND grp IS NOT NULL AND grp > ring.grp ORDER BY grp, priority DESC, seq LIMIT 1)"
+    "  AND (?3 IS NULL OR ring.grp < ?3) LIMIT ?4"
+    ") SELECT grp, seq, CASE WHEN ?6 THEN (SELECT count(*) FROM tasks WHERE queue = ?1"
+    "  AND state = 'processing' AND grp = ring.grp) END"
+    " FROM ring WHERE ?3 IS NULL OR grp <= ?3"
+    " UNION ALL"
+    " SELECT NULL, seq, NULL FROM tasks WHERE ?5 AND seq = (SELECT seq FROM tasks WHERE queue = ?1"
+    "  AND state = 'pending' AND grp IS NULL ORDER BY priority DESC, seq LIMIT 1)"
 )
 # The first ?3 pending tasks in lease order (priority, then FIFO) of each
 # group in the JSON list ?2, and the first ?4 ungrouped ones: (group or
@@ -78,11 +80,17 @@ class Plan:
 class _Ring:
     """The groups with pending tasks in rotation order, read in batches:
     after ``last``, then ``""``, then wrapping round up to ``last`` itself
-    (see Storage.lease). ``""`` is always in it, holding tasks or not."""
+    (see Storage.lease). ``""`` is always in it, holding tasks or not.
+    Reading a group also reads its first task (``heads``) and, when
+    ``counted``, its processing tasks (``busy``); the first read also reads
+    the first ungrouped task."""
 
-    def __init__(self, conn: Conn, queue: str, last: str | None) -> None:
-        self.conn, self.queue = conn, queue
+    def __init__(self, conn: Conn, queue: str, last: str | None, counted: bool) -> None:
+        self.conn, self.queue, self.counted = conn, queue, counted
         self.names: list[str] = []
+        self.heads: dict[str, list[int]] = {}
+        self.busy: dict[str, int] = {}
+        self._plain_read = False
         # What is left to read: "" itself, or a range of names (above lo,
         # up to hi included; hi None: no bound).
         self.todo: list[str | tuple[str, str | None]]
@@ -108,7 +116,20 @@ class _Ring:
                 self.todo.pop(0)
                 continue
             lo, hi = part
-            got = [r[0] for r in self.conn.execute(_RING, (self.queue, lo, hi, m))]
+            args = (self.queue, lo, hi, m, not self._plain_read, self.counted)
+            got = []
+            for group, seq, busy in self.conn.execute(_RING, args).fetchall():
+                if group is None:
+                    self.heads[""] = [seq]
+                    continue
+                got.append(group)
+                self.heads[group] = [seq]
+                if busy:
+                    self.busy[group] = busy
+            if not self._plain_read:
+                self._plain_read = True
+                self.heads.setdefault("", [])
+            got.sort()  # rows come in no promised order
             new += got
             m -= len(got)
             if m > 0:  # fewer than asked: this range is exhausted
@@ -122,8 +143,8 @@ class _Ring:
 def plan_lease(conn: Conn, queue: str, n: int, group_cap: int | None, last: str | None) -> Plan:
     """Choose up to ``n`` pending tasks of ``queue`` in turns over its groups,
     exactly as Storage.lease describes, without leasing them."""
-    ring = _Ring(conn, queue, last)
-    busy: dict[str, int] = {}  # group -> processing tasks (only with group_cap)
+    ring = _Ring(conn, queue, last, group_cap is not None)
+    busy = ring.busy  # group -> processing tasks (only with group_cap)
     asked: dict[str, int] = {}  # group -> how many of its first tasks were read
     tasks: dict[str, list[int]] = {}  # group -> those tasks' seqs in lease order
 
@@ -133,10 +154,11 @@ def plan_lease(conn: Conn, queue: str, n: int, group_cap: int | None, last: str 
         return max(0, group_cap - busy.get(group, 0))
 
     def fetch(groups: Iterable[str], k: int) -> None:
-        # Read the first k tasks of each group (those not read that far).
-        # A group capped below k gives at most room(g) of them, so the
-        # ones beyond tell that it still holds tasks (``blocked``).
-        groups = [g for g in groups if asked.get(g, 0) < k]
+        # Read the first k tasks of each group, skipping those read that
+        # far and those capped below what was read: a capped group gives at
+        # most room(g) tasks, and one read beyond them tells it holds more
+        # (``blocked``).
+        groups = [g for g in groups if asked.get(g, 0) < k and asked.get(g, 0) <= room(g)]
         if not groups:
             return
         named = [g for g in groups if g]
@@ -152,9 +174,9 @@ def plan_lease(conn: Conn, queue: str, n: int, group_cap: int | None, last: str 
 
     def extend_ring(taken: int) -> None:
         new = ring.grow(max(1, n - taken))
-        named = [g for g in new if g]
-        if group_cap is not None and named:
-            busy.update(conn.execute(_PROCESSING, (queue, orjson.dumps(named).decode())).fetchall())
+        for group in new:  # each new group's first task came with it
+            if group in ring.heads and group not in asked:
+                tasks[group], asked[group] = ring.heads[group], 1
         # Until the ring is read to its end a group gives at most one task
         # in the first turn; once it is, spread what is left over all.
         k = 1 if not ring.done else math.ceil(n / max(1, len(ring.names)))

@@ -180,10 +180,10 @@ _LEASE_PLAIN = (
     f"AND grp IS NULL ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}"
 )
 # The tasks a grouped lease chose (groups.plan_lease), by seq in the JSON
-# list ?6: rowid lookups, one statement however many.
+# list ?6: one rowid lookup each, in one statement. (?5, the queue, is not
+# needed: the seqs were read in this transaction.)
 _LEASE_SEQS = (
     _LEASE_SET + "WHERE seq IN (SELECT value FROM json_each(?6)) AND state = 'pending' "
-    "AND queue = ?5 "
     f"RETURNING seq, {TASK_COLUMNS}"
 )
 #: Slack when counting whole tokens, so 0.9999999 tokens from float steps count as 1.
