@@ -5,13 +5,14 @@ order after the stored cursor, ``""`` standing for the ungrouped tasks) are
 played out in Python over a few batched reads, instead of one index seek and
 one UPDATE per task: the writer thread shares the GIL with the event loop,
 so statements per task, not rows, are what a lease costs. A lease of ``n``
-tasks usually reads with three statements (the groups after the cursor, the
-processing counts of those groups when ``group_concurrency`` is set, and the
-first tasks of each group); more only when the rotation wraps round, when
-group caps skip more groups than one batch holds, or when some groups run
-dry and the others must give more tasks than first fetched. Each statement
-seeks the partial indexes; none scans a group's backlog beyond the tasks it
-returns.
+tasks usually reads with one statement: the groups after the cursor, each
+with its first task and (with ``group_concurrency``) its processing count,
+and the first ungrouped task; two when the rotation wraps round. One more
+reads further tasks of every group when the groups must give more than one
+each, and it is repeated only when some groups run dry and the others must
+give more than first read (or when group caps skip more groups than one
+read holds). Each statement seeks the partial indexes; none reads a group's
+backlog beyond the tasks it returns.
 
 Nothing here writes: ``plan_lease`` returns the tasks in lease order and
 the caller leases them in one UPDATE, in the same transaction.
