@@ -121,3 +121,30 @@ def test_a_lease_reads_with_a_few_statements_not_one_per_task(conn, n, cap, last
     conn.set_trace_callback(None)
     assert len(plan.seqs) == min(n, seq)
     assert len(statements) <= most, statements
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6])
+def test_a_cap_that_cannot_bind_is_not_counted_and_one_that_can_still_holds(conn, n, monkeypatch):
+    from tqd.storage.sqlite import ops
+
+    # Group "a" has 3 processing of a cap of 5: it may take 2 more.
+    seq = 0
+    for state, count in (("processing", 3), ("pending", 4)):
+        for _ in range(count):
+            seq += 1
+            _insert(conn, seq, "q", state, 0, "a")
+    conn.execute("INSERT INTO queue_counts VALUES ('q', 'processing', 3), ('q', 'pending', 4)")
+    conn.execute("INSERT INTO queues(name, group_concurrency) VALUES ('q', 5)")
+    caps = []
+
+    def spy(conn, queue, n, group_cap, last):
+        caps.append(group_cap)
+        return plan_lease(conn, queue, n, group_cap, last)
+
+    monkeypatch.setattr(ops, "plan_lease", spy)
+    leased = ops.op_lease(conn, [], "q", n, "w", 1.0)
+    assert [t.group for t in leased] == ["a"] * min(n, 2)
+    assert leased.limited == ("group" if n > 2 else None)
+    # Each group's processing tasks are counted only when the queue's
+    # (3) and the lease together could reach the cap.
+    assert caps == [5 if 3 + n > 5 else None]

@@ -232,6 +232,11 @@ def op_lease(
     tasks: list[Task] = []
     if allowed > 0:
         if grouped:
+            if group_cap is not None and counts.get("processing", 0) + allowed <= group_cap:
+                # No group can reach its cap in this lease (a group's
+                # processing tasks are at most the queue's): skip counting
+                # each group's.
+                group_cap = None
             tasks, blocked = _lease_groups(conn, changes, queue, allowed, group_cap, last_group, lease_args)
         else:
             tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
