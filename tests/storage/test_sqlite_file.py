@@ -126,6 +126,7 @@ def test_every_lease_statement_seeks_an_index(path):
     statements = [
         (ops._QUEUE_FLAGS, ("q",)), (ops._LEASE_PLAIN, (*lease, 5)),
         (groups._RING, ("q", "g", None, 5, True, True)), (groups._RING, ("q", "", "g", 5, False, False)),
+        (groups._RING_ONE, ("q", "g", None, 1, True, True)),
         (groups._CANDIDATES, ("q", '["g", "h"]', 3, 3)),
     ]
     for sql, args in statements:

@@ -37,6 +37,10 @@ Conn = sqlite3.Connection
 # seq), however many tasks each group holds; then a rowid lookup for its
 # name. The LIMIT on the recursive part stops the recursion itself. With
 # ?5, one more row (NULL, seq, NULL): the first ungrouped task, if any.
+_PLAIN_HEAD = (
+    " SELECT NULL, seq, NULL FROM tasks WHERE ?5 AND seq = (SELECT seq FROM tasks WHERE queue = ?1"
+    "  AND state = 'pending' AND grp IS NULL ORDER BY priority DESC, seq LIMIT 1)"
+)
 _RING = (
     "WITH RECURSIVE ring(grp, seq) AS ("
     " SELECT grp, seq FROM tasks WHERE seq = (SELECT seq FROM tasks WHERE queue = ?1"
@@ -48,9 +52,17 @@ _RING = (
     ") SELECT grp, seq, CASE WHEN ?6 THEN (SELECT count(*) FROM tasks WHERE queue = ?1"
     "  AND state = 'processing' AND grp = ring.grp) END"
     " FROM ring WHERE ?3 IS NULL OR grp <= ?3"
-    " UNION ALL"
-    " SELECT NULL, seq, NULL FROM tasks WHERE ?5 AND seq = (SELECT seq FROM tasks WHERE queue = ?1"
-    "  AND state = 'pending' AND grp IS NULL ORDER BY priority DESC, seq LIMIT 1)"
+    " UNION ALL" + _PLAIN_HEAD
+)
+# _RING for one group (?4 = 1), without the cost of setting up a recursive
+# query, which a lease of one task would mostly spend on.
+_RING_ONE = (
+    "SELECT grp, seq, CASE WHEN ?6 THEN (SELECT count(*) FROM tasks WHERE queue = ?1"
+    "  AND state = 'processing' AND grp = t.grp) END"
+    " FROM tasks AS t WHERE seq = (SELECT seq FROM tasks WHERE queue = ?1 AND state = 'pending'"
+    "  AND grp IS NOT NULL AND grp > ?2 ORDER BY grp, priority DESC, seq LIMIT 1)"
+    "  AND (?3 IS NULL OR grp <= ?3) AND ?4 = 1"
+    " UNION ALL" + _PLAIN_HEAD
 )
 # The first ?3 pending tasks in lease order (priority, then FIFO) of each
 # group in the JSON list ?2, and the first ?4 ungrouped ones: (group or
@@ -119,7 +131,8 @@ class _Ring:
             lo, hi = part
             args = (self.queue, lo, hi, m, not self._plain_read, self.counted)
             got = []
-            for group, seq, busy in self.conn.execute(_RING, args).fetchall():
+            sql = _RING_ONE if m == 1 else _RING
+            for group, seq, busy in self.conn.execute(sql, args).fetchall():
                 if group is None:
                     self.heads[""] = [seq]
                     continue
