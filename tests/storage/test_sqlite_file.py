@@ -119,18 +119,35 @@ async def test_a_version_3_file_migrates_in_place_keeping_its_tasks(path, make):
 def test_every_lease_statement_seeks_an_index(path):
     # A lease must cost O(log n) per task: no statement may scan the tasks
     # table or sort it, however large a group's backlog grows.
-    from tqd.storage.sqlite import ops
+    from tqd.storage.sqlite import groups, ops
 
     conn = _file_at_version(path, len(MIGRATIONS))
     lease = (1.0, None, 1.0, "w", "q")
     statements = [
         (ops._QUEUE_FLAGS, ("q",)), (ops._LEASE_PLAIN, (*lease, 5)),
-        (ops._LEASE_ONE_UNGROUPED, lease), (ops._LEASE_ONE_GROUPED, (*lease, "g")),
-        (ops._NEXT_GROUP, ("q", "g")), (ops._GROUP_PENDING, ("q", "g")),
-        (ops._GROUP_PROCESSING, ("q", "g")),
+        (groups._RING, ("q", "g", None, 5, True, True)), (groups._RING, ("q", "", "g", 5, False, False)),
+        (groups._RING_ONE, ("q", "g", None, 1, True, True)),
+        (groups._CANDIDATES, ("q", '["g", "h"]', 3, 3)),
     ]
     for sql, args in statements:
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "SCAN tasks" not in plan and "TEMP B-TREE" not in plan, (sql, plan)
         assert "USING INDEX tasks_" in plan, (sql, plan)
+    # The ring: a seek per group in tasks_group_pending, a count in
+    # tasks_group_processing, the first ungrouped task from tasks_pending.
+    plan = " | ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._RING, ("q", "", None, 5, 1, 1))
+    )
+    assert "tasks_group_pending (queue=? AND grp>?)" in plan, plan
+    assert "tasks_group_processing (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
+    # Each group's tasks come from its own seek, the ungrouped ones from theirs.
+    plan = " | ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._CANDIDATES, ("q", "[]", 1, 1))
+    )
+    assert "tasks_group_pending (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
+    # Leasing the chosen tasks: one rowid lookup each.
+    plan = " | ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ops._LEASE_SEQS, (*lease, "[1, 2]"))
+    )
+    assert "SCAN tasks" not in plan and "INTEGER PRIMARY KEY" in plan, plan
     conn.close()

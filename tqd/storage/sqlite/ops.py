@@ -39,6 +39,7 @@ from tqd.models import (
     zero_counts,
 )
 from tqd.storage.base import EnqueueResult, Leased, Page
+from tqd.storage.sqlite.groups import plan_lease
 from tqd.storage.sqlite.schema import TASK_COLUMNS
 from tqd.storage.sqlite.threads import mergeable
 
@@ -178,22 +179,13 @@ _LEASE_PLAIN = (
     _LEASE_SET + "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
     f"AND grp IS NULL ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}"
 )
-_LEASE_ONE_UNGROUPED = (
-    _LEASE_SET + "WHERE seq = (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
-    f"AND grp IS NULL ORDER BY priority DESC, seq LIMIT 1) RETURNING {TASK_COLUMNS}"
+# The tasks a grouped lease chose (groups.plan_lease), by seq in the JSON
+# list ?6: one rowid lookup each, in one statement. (?5, the queue, is not
+# needed: the seqs were read in this transaction.)
+_LEASE_SEQS = (
+    _LEASE_SET + "WHERE seq IN (SELECT value FROM json_each(?6)) AND state = 'pending' "
+    f"RETURNING seq, {TASK_COLUMNS}"
 )
-_LEASE_ONE_GROUPED = (
-    _LEASE_SET + "WHERE seq = (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
-    f"AND grp = ? ORDER BY priority DESC, seq LIMIT 1) RETURNING {TASK_COLUMNS}"
-)
-# The first group after a name that has pending tasks: one seek in
-# tasks_group_pending, however many tasks each group holds.
-_NEXT_GROUP = (
-    "SELECT grp FROM tasks WHERE queue = ? AND state = 'pending' AND grp IS NOT NULL "
-    "AND grp > ? ORDER BY grp LIMIT 1"
-)
-_GROUP_PENDING = "SELECT 1 FROM tasks WHERE queue = ? AND state = 'pending' AND grp = ? LIMIT 1"
-_GROUP_PROCESSING = "SELECT count(*) FROM tasks WHERE queue = ? AND state = 'processing' AND grp = ?"
 #: Slack when counting whole tokens, so 0.9999999 tokens from float steps count as 1.
 _TOKEN_EPS = 1e-9
 
@@ -240,6 +232,11 @@ def op_lease(
     tasks: list[Task] = []
     if allowed > 0:
         if grouped:
+            if group_cap is not None and counts.get("processing", 0) + allowed <= group_cap:
+                # No group can reach its cap in this lease (a group's
+                # processing tasks are at most the queue's): skip counting
+                # each group's.
+                group_cap = None
             tasks, blocked = _lease_groups(conn, changes, queue, allowed, group_cap, last_group, lease_args)
         else:
             tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
@@ -275,30 +272,6 @@ def _lease_plain(conn: Conn, changes: list, queue: str, n: int, lease_args: tupl
     return tasks
 
 
-def _ring(conn: Conn, queue: str, last: str | None):
-    """The groups with pending tasks in rotation order: after ``last``, wrapping
-    round, ending with ``last`` itself. ``""`` stands for the tasks without a
-    group (first in the order); it is always yielded, holding tasks or not.
-    Lazy: each next group costs one index seek."""
-
-    def after(name: str):
-        while (row := conn.execute(_NEXT_GROUP, (queue, name)).fetchone()) is not None:
-            name = row[0]
-            yield name
-
-    if last is None:
-        yield ""
-        yield from after("")
-        return
-    yield from after(last)
-    yield ""
-    if last:
-        for name in after(""):
-            if name > last:
-                return
-            yield name
-
-
 def _lease_groups(
     conn: Conn, changes: list, queue: str, n: int, group_cap: int | None, last: str | None,
     lease_args: tuple,
@@ -306,60 +279,22 @@ def _lease_groups(
     """Lease up to ``n`` tasks in turns over the groups (see Storage.lease);
     return them in lease order and whether group_concurrency held a group
     with pending tasks back. Stores the last group served."""
-    tasks: list[Task] = []
-    processing: dict[str, int] = {}  # group -> its processing tasks, once counted
-    blocked = False
-
-    def take(group: str) -> Task | None:
-        nonlocal blocked
-        if group == "":
-            row = conn.execute(_LEASE_ONE_UNGROUPED, lease_args).fetchone()
-        else:
-            if group_cap is not None:
-                busy = processing.get(group)
-                if busy is None:
-                    busy = conn.execute(_GROUP_PROCESSING, (queue, group)).fetchone()[0]
-                if busy >= group_cap:
-                    blocked = blocked or conn.execute(_GROUP_PENDING, (queue, group)).fetchone() is not None
-                    return None
-                processing[group] = busy + 1
-            row = conn.execute(_LEASE_ONE_GROUPED, (*lease_args, group)).fetchone()
-        if row is None:
-            return None
-        task = task_from_row(row)
-        tasks.append(task)
-        return task
-
-    # The first turn walks the groups in the store; later turns only those
-    # that gave a task in the turn before (no group appears mid-lease).
-    live: list[str] = []
-    served = last
-    for group in _ring(conn, queue, last):
-        if take(group) is not None:
-            live.append(group)
-            served = group
-            if len(tasks) >= n:
-                break
-    else:
-        while live and len(tasks) < n:
-            still = []
-            for i, group in enumerate(live):
-                if take(group) is not None:
-                    still.append(group)
-                    served = group
-                    if len(tasks) >= n:
-                        still.extend(live[i + 1 :])
-                        break
-            live = still
-    if tasks:
-        conn.execute(
-            "INSERT INTO queues(name, last_group) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET last_group = excluded.last_group",
-            (queue, served),
-        )
-        _move(conn, queue, "pending", "processing", len(tasks))
-        changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
-    return tasks, blocked
+    plan = plan_lease(conn, queue, n, group_cap, last)
+    if not plan.seqs:
+        return [], plan.blocked
+    rows = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(plan.seqs).decode())).fetchall()
+    # RETURNING comes in no promised order; hand the tasks out as chosen.
+    order = {seq: i for i, seq in enumerate(plan.seqs)}
+    rows.sort(key=lambda r: order[r[0]])
+    tasks = [task_from_row(r[1:]) for r in rows]
+    conn.execute(
+        "INSERT INTO queues(name, last_group) VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET last_group = excluded.last_group",
+        (queue, plan.served),
+    )
+    _move(conn, queue, "pending", "processing", len(tasks))
+    changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
+    return tasks, plan.blocked
 
 
 def op_extend(
