@@ -16,7 +16,7 @@ throughout, to measure what live dashboards cost; ``daemon_cpu_s`` is the
 CPU the daemon used, steadier than the rates on a busy machine.
 ``--queue-limits`` gives the enqueue/process queue a concurrency limit, a
 rate limit and a group_concurrency that never bind (PATCH /v1/queues/NAME)
-and enqueues its tasks in ``GROUPS`` fair groups: the cost of limits and
+and enqueues its tasks in ``--groups`` fair groups (100; 0 for none): the cost of limits and
 groups themselves, to compare with a run without it.
 
 The HTTP client here is deliberately minimal (HTTP/1.1 keep-alive on raw
@@ -57,8 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lease-scaling", action="store_true",
                    help="measure lease+settle of one task at 10k and 1M stored tasks (in-process)")
     p.add_argument("--queue-limits", action="store_true",
-                   help="limits that never bind on the process queue, tasks in 100 groups "
+                   help="limits that never bind on the process queue, tasks in --groups groups "
                         "(what limits and fair groups cost)")
+    p.add_argument("--groups", type=int, default=100,
+                   help="with --queue-limits: fair groups the tasks are spread over (0: none, "
+                        "the cost of the limits alone)")
     from tqd.bench_kinds import add_arguments as add_kind_arguments
 
     add_kind_arguments(p)
@@ -121,9 +124,6 @@ async def _call(conn: Connection, method: str, path: str, body: Any = None) -> A
 # -- phases -------------------------------------------------------------------
 
 
-#: Fair groups the tasks are spread over with ``--queue-limits``.
-GROUPS = 100
-
 #: Limits far above what the bench can reach (``--queue-limits``): the
 #: daemon's worker concurrency (100 by default) caps processing long before
 #: them, and 100 groups share it, so no group nears its limit.
@@ -135,11 +135,11 @@ async def _enqueue_phase(host: str, port: int, queue: str, args: argparse.Namesp
     per_request = max(1, args.batch)
     total = args.tasks
     next_index = 0
-    grouped = getattr(args, "queue_limits", False)
+    groups = getattr(args, "groups", 0) if getattr(args, "queue_limits", False) else 0
     item = {"name": args.task, "queue": queue}
     # With groups each request body names them in turn; the bodies are
     # encoded once, ahead, so the client costs the same either way.
-    items = [{**item, "group": f"g{i}"} for i in range(GROUPS)] if grouped else [item]
+    items = [{**item, "group": f"g{i}"} for i in range(groups)] or [item]
     singles = [json.dumps(it).encode() for it in items]
     batch_items = [items[i % len(items)] for i in range(per_request)]
     batch_body = json.dumps({"tasks": batch_items}).encode()
@@ -278,7 +278,7 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
         if getattr(args, "queue_limits", False):
             await _call(control, "PATCH", f"/v1/queues/{queue}", LIMITS_THAT_NEVER_BIND)
             result["queue_limits"] = LIMITS_THAT_NEVER_BIND
-            result["groups"] = GROUPS
+            result["groups"] = args.groups
         result["enqueue_per_s"] = round(await _enqueue_phase(host, port, queue, args))
         if "process" not in skip:
             started = time.perf_counter()
