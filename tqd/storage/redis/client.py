@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 try:  # the C packer of hiredis (installed with tqd); redis-py's own otherwise
     from hiredis import pack_command
@@ -48,6 +48,12 @@ from tqd.storage.redis import scripts
 log = logging.getLogger("tqd.storage.redis")
 
 DOWN = (ConnectionError, TimeoutError, OSError)
+
+#: Most connections one client opens. Beyond it a command waits for a free
+#: connection (up to the socket timeout) instead of failing: redis-py 8's
+#: default pool holds 100 and raises "Too many connections" at once, which a
+#: process leasing from a hundred queues at a time reaches.
+MAX_CONNECTIONS = 256
 
 
 def connect(
@@ -87,10 +93,12 @@ def connect(
             }
     if url.startswith("rediss://"):
         kwargs.update(ssl)
-    client = Redis.from_url(url, **kwargs)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=socket_timeout or connect_timeout, **kwargs
+    )
+    client = Redis.from_pool(pool)  # the client owns the pool: closing it closes the pool
     if pack_command is not None:
         # Connections are made lazily, so none exists yet with the old class.
-        pool = client.connection_pool
         pool.connection_class = _fast_packing(pool.connection_class)
     return client
 
