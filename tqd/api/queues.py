@@ -12,8 +12,8 @@ from tqd.api.schemas import PurgeBody, QueuePatchBody, decode
 from tqd.errors import BadRequest, NotFound
 from tqd.models import NO_LIMITS, QueueLimits, valid_name
 
-#: The fields of PATCH /v1/queues/{queue} that are limits (QueueLimits fields).
-LIMIT_FIELDS = ("concurrency", "rate_limit", "rate_interval", "rate_burst", "group_concurrency")
+#: The fields of PATCH /v1/queues/{queue} that are limits.
+LIMIT_FIELDS = QueueLimits.__struct_fields__
 
 
 def _queue_name(request: web.Request) -> str:

@@ -173,10 +173,10 @@ async def lease(request: web.Request) -> web.Response:
                 break
             # A limit held the tasks back: wait for what lifts it rather than
             # for new pending tasks (which it would hold back too).
-            limited = getattr(tasks, "limited", None)
+            limited = tasks.limited
             if limited == "rate":
                 watch.narrow(queue, fut, WAKE_QUEUE)
-                retry_in = getattr(tasks, "retry_in", None) or MIN_RATE_WAIT
+                retry_in = tasks.retry_in or MIN_RATE_WAIT
                 pause = min(left, max(retry_in, MIN_RATE_WAIT))
             else:
                 watch.narrow(queue, fut, WAKE_ANY if limited else WAKE_PENDING)

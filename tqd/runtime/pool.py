@@ -66,7 +66,7 @@ from tqd.models import Change, Outcome, QueueChange, Task, make_error
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.handlers import HandlerSet, RawJSON, TaskContext, TaskFailed
 from tqd.runtime.progress import ProgressWriter
-from tqd.storage.base import Storage
+from tqd.storage.base import Leased, Storage
 
 log = logging.getLogger("tqd.pool")
 
@@ -538,7 +538,7 @@ class WorkerPool:
                 break
         return progressed
 
-    def _take(self, mark: tuple[str, int, int, int, int], tasks: list[Task], now: float) -> bool:
+    def _take(self, mark: tuple[str, int, int, int, int], tasks: Leased, now: float) -> bool:
         """Start what one lease of ``mark = (queue, asked, gen, exits, edits)``
         handed out; when it came back short, decide why and whether to lease
         from the queue again. True if the lease loop should go round again."""
@@ -552,7 +552,7 @@ class WorkerPool:
                 for task in tasks:
                     self._start(task, now)
         if len(tasks) < asked:
-            limited = getattr(tasks, "limited", None)
+            limited = tasks.limited
             if limited is None:
                 # Empty, unless a task was enqueued while the lease was out.
                 if self._gen.get(queue, 0) == gen:
@@ -562,7 +562,7 @@ class WorkerPool:
             elif self._edits.get(queue, 0) != edits:
                 progressed = True  # the limits changed meanwhile: lease again at once
             elif limited == "rate":
-                retry_in = tasks.retry_in  # type: ignore[attr-defined]
+                retry_in = tasks.retry_in
                 self.hold(queue, 0.1 if retry_in is None else max(0.001, retry_in))
                 self._credit.pop(queue, None)
                 progressed = True

@@ -28,20 +28,14 @@ from tqd.storage.base import Storage
 log = logging.getLogger("tqd.queues")
 
 #: The settings of a [queues.NAME] table that are kept in the store.
-STORED_SETTINGS = (
-    "concurrency", "rate_limit", "rate_interval", "rate_burst", "group_concurrency", "paused",
-)
+STORED_SETTINGS = (*QueueLimits.__struct_fields__, "paused")
 
 
 def limits_of(queue: QueueConfig) -> QueueLimits:
     """The store's limits that a ``[queues.NAME]`` table asks for."""
-    return QueueLimits(
-        concurrency=queue.concurrency,
-        rate_limit=queue.rate_limit,
-        rate_interval=float(queue.rate_interval),
-        rate_burst=queue.rate_burst,
-        group_concurrency=queue.group_concurrency,
-    )
+    limits = {field: getattr(queue, field) for field in QueueLimits.__struct_fields__}
+    limits["rate_interval"] = float(limits["rate_interval"])
+    return QueueLimits(**limits)
 
 
 def config_digest(queue: QueueConfig) -> str:
