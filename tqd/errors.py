@@ -72,6 +72,13 @@ class Conflict(TqdError):
     status = 409
 
 
+class LimitsChanged(Conflict):
+    """A queue's limits were not what a compare-and-set expected: another
+    writer changed them between the read and the write."""
+
+    code = "limits_changed"
+
+
 class StaleLease(Conflict):
     """A settle or extend named a lease token that is no longer the task's."""
 

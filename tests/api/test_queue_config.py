@@ -62,7 +62,8 @@ class RecordingStore:
         return self.infos[name]
 
     async def set_limits(self, name: str, limits: QueueLimits, now: float,
-                         config_digest: str | None = None) -> QueueInfo:
+                         config_digest: str | None = None,
+                         expected: QueueLimits | None = None) -> QueueInfo:
         self.calls.append(("limits", name, limits, config_digest))
         info = self.infos.get(name) or QueueInfo(name=name)
         info = msgspec.structs.replace(info, limits=limits)

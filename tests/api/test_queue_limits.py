@@ -9,6 +9,7 @@ tokens do not reach the store's limits at all.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -65,6 +66,17 @@ async def test_null_removes_a_limit_and_leaves_the_others(api: Api) -> None:
     # Removing the rate limit removes the burst that only meant something with it.
     status, body = await _patch(api, "work", {"rate_limit": None})
     assert status == 200 and body["limits"] == _limits()
+
+
+async def test_concurrent_patches_of_different_fields_keep_each_other(api: Api) -> None:
+    """Each PATCH merges its field into what it read; a PATCH that lost the
+    race to another writes again instead of undoing the other's field."""
+    fields = ("concurrency", "rate_limit", "group_concurrency")
+    for n in range(1, 16):
+        answers = await asyncio.gather(*(_patch(api, "work", {f: n}) for f in fields))
+        assert [status for status, _ in answers] == [200] * len(fields), answers
+        _, body = await api.call("GET", "/v1/queues/work")
+        assert {f: body["limits"][f] for f in fields} == dict.fromkeys(fields, n), n
 
 
 async def test_patch_resumes_and_sets_limits_in_one_request(api: Api) -> None:

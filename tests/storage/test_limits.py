@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tqd.errors import BadRequest
+from tqd.errors import BadRequest, LimitsChanged
 from tqd.models import NO_LIMITS, QueueChange, QueueLimits
 
 from .helpers import complete, fail, put, release, two_handles
@@ -48,6 +48,32 @@ async def test_a_digest_of_none_keeps_the_stored_one(storage, clock):
     assert (info.limits.concurrency, info.config_digest) == (2, "d1")
     info = await storage.set_limits("q", NO_LIMITS, clock.now(), config_digest="d2")
     assert (info.limits, info.config_digest) == (NO_LIMITS, "d2")
+
+
+async def test_set_limits_with_expected_is_a_compare_and_set(storage, clock):
+    # A queue never named holds NO_LIMITS.
+    first = QueueLimits(concurrency=2, rate_limit=5, rate_interval=2.5)
+    info = await storage.set_limits("q", first, clock.now(), expected=NO_LIMITS)
+    assert info.limits == first
+    second = QueueLimits(concurrency=3, rate_limit=5, rate_interval=2.5)
+    info = await storage.set_limits("q", second, clock.now(), expected=first)
+    assert info.limits == second
+    # The stored limits are no longer `first`: refused, nothing changes.
+    with pytest.raises(LimitsChanged):
+        await storage.set_limits("q", QueueLimits(concurrency=9), clock.now(), expected=first)
+    assert (await storage.queue("q")).limits == second
+    with pytest.raises(LimitsChanged):
+        await storage.set_limits("other", QueueLimits(concurrency=9), clock.now(), expected=first)
+
+
+async def test_a_refused_compare_and_set_emits_no_change(storage, events, clock):
+    await storage.set_limits("q", QueueLimits(concurrency=1), clock.now())
+    events.clear()
+    with pytest.raises(LimitsChanged):
+        await storage.set_limits("q", QueueLimits(concurrency=2), clock.now(), expected=NO_LIMITS)
+    await storage.set_limits("q", QueueLimits(concurrency=3), clock.now(),
+                             expected=QueueLimits(concurrency=1))
+    assert [c for c in events if isinstance(c, QueueChange)] == [QueueChange("q", "limits")]
 
 
 async def test_limits_and_pause_are_independent(storage, clock):

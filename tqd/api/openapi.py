@@ -144,7 +144,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Get a queue", "queues", {200: "QueueOut"}, (400, 404, 503), params=(QUEUE,)
     ),
     ("PATCH", "/v1/queues/{queue}"): Op(
-        "Change a queue's limits or pause it", "queues", {200: "QueueOut"}, (400, 413, 503),
+        "Change a queue's limits or pause it", "queues", {200: "QueueOut"}, (400, 409, 413, 503),
         params=(QUEUE,), body="QueuePatchBody",
     ),
     ("POST", "/v1/queues/{queue}/pause"): Op(

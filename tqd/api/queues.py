@@ -9,11 +9,15 @@ from aiohttp import web
 from tqd.api.app import json_response, read_body, services
 from tqd.api.render import queue_json
 from tqd.api.schemas import PurgeBody, QueuePatchBody, decode
-from tqd.errors import BadRequest, NotFound
+from tqd.errors import BadRequest, LimitsChanged, NotFound
 from tqd.models import NO_LIMITS, QueueLimits, valid_name
 
 #: The fields of PATCH /v1/queues/{queue} that are limits.
 LIMIT_FIELDS = QueueLimits.__struct_fields__
+#: How often PATCH reads, merges and writes again when another writer changed
+#: the limits in between; only a steady stream of concurrent edits of one
+#: queue exhausts it (then 409 limits_changed).
+PATCH_ATTEMPTS = 20
 
 
 def _queue_name(request: web.Request) -> str:
@@ -79,6 +83,8 @@ async def patch_queue(request: web.Request) -> web.Response:
     lease; a changed rate limit starts with a full bucket. A queue never
     named is created. The change lasts (restarts included) until the
     config file's ``[queues.NAME]`` settings change. Answers the queue.
+    Concurrent PATCHes of one queue each keep the others' fields (the merge
+    is written by compare-and-set and redone when it lost the race).
     """
     svc = services(request)
     name = _queue_name(request)
@@ -87,13 +93,22 @@ async def patch_queue(request: web.Request) -> web.Response:
         raise BadRequest(
             "body: give at least one of " + ", ".join(body.__struct_fields__)
         )
-    try:
-        stored = (await svc.storage.queue(name)).limits
-    except NotFound:
-        stored = NO_LIMITS
-    limits = merged_limits(stored, body)
-    if limits is not None:
-        info = await svc.storage.set_limits(name, limits, svc.clock.now())
+    for attempt in range(PATCH_ATTEMPTS):
+        try:
+            stored = (await svc.storage.queue(name)).limits
+        except NotFound:
+            stored = NO_LIMITS
+        limits = merged_limits(stored, body)
+        if limits is None:
+            break
+        try:
+            # Written only if nobody changed the limits since they were read,
+            # so a concurrent PATCH of another field is never undone.
+            info = await svc.storage.set_limits(name, limits, svc.clock.now(), expected=stored)
+            break
+        except LimitsChanged:
+            if attempt == PATCH_ATTEMPTS - 1:
+                raise
     if body.paused is not msgspec.UNSET:
         info = await svc.storage.set_paused(name, body.paused)
     return json_response(queue_json(info))

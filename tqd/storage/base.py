@@ -485,7 +485,8 @@ class Storage(ABC):
         """Names of the paused queues."""
 
     async def set_limits(
-        self, name: str, limits: QueueLimits, now: float, config_digest: str | None = None
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None = None,
+        expected: QueueLimits | None = None,
     ) -> QueueInfo:
         """Replace the limits of queue ``name`` (creating it if needed) and
         return it; BadRequest naming the field when a limit is invalid.
@@ -495,16 +496,24 @@ class Storage(ABC):
         ``config_digest``, when given, is stored as the queue's
         ``config_digest`` (the config settings these limits came from); None
         keeps the stored one. Emits ``QueueChange(name, "limits")``.
+
+        ``expected`` makes it a compare-and-set: the limits are replaced only
+        if the stored ones (``NO_LIMITS`` for a queue never named) equal it,
+        checked in the same atomic step as the write; otherwise nothing
+        changes and ``LimitsChanged`` is raised. A caller that merges a
+        partial update into what it read uses it so that two concurrent
+        updates of different fields do not lose one.
         """
         problems = limits.problems()
         if problems:
             raise BadRequest("; ".join(problems))
-        await self._set_limits(name, limits, now, config_digest)
+        await self._set_limits(name, limits, now, config_digest, expected)
         return await self.queue(name)
 
     @abstractmethod
     async def _set_limits(
-        self, name: str, limits: QueueLimits, now: float, config_digest: str | None
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None,
+        expected: QueueLimits | None,
     ) -> None: ...
 
     async def purge(self, queue: str, state: str) -> int:

@@ -223,6 +223,11 @@ def _spawn(argv: list[str], cwd: str | None, env: dict[str, str]) -> subprocess.
     )
 
 
+#: The longest stop() waits, after SIGKILL, for the group to end; returns
+#: as soon as it has (usually within milliseconds).
+KILLED_GONE_WITHIN = 5.0
+
+
 def decode_output(out: bytes) -> Any:
     """stdout as a result: null when empty, JSON when it parses, else text
     (without its final line break)."""
@@ -452,8 +457,10 @@ class _Run:
         finally:  # also when cancelled again while waiting
             if _group_alive(pgid):
                 _signal_group(pgid, signal.SIGKILL)
-        # SIGKILL cannot be refused, but the kernel takes a moment to end them.
-        await self._gone(pgid, 1.0)
+        # SIGKILL cannot be refused, but the kernel takes a moment to end them:
+        # wait for that (a busy or virtualised machine can take most of a
+        # second), so that no member of the group outlives run().
+        await self._gone(pgid, KILLED_GONE_WITHIN)
         if not self.exited.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self.exited), timeout=5.0)

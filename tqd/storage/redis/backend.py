@@ -87,6 +87,17 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+def _limit_args(limits: QueueLimits) -> list[str]:
+    """The SET_LIMITS fields of ``limits``: '' for unset (rate_interval: for 1)."""
+
+    def opt(value: int | None) -> str:
+        return "" if value is None else str(value)
+
+    interval = "" if limits.rate_interval == 1.0 else _num(limits.rate_interval)
+    return [opt(limits.concurrency), opt(limits.rate_limit), interval, opt(limits.rate_burst),
+            opt(limits.group_concurrency)]
+
+
 def _unique_arg(t: Task) -> str:
     """The ENQUEUE script's unique argument: '' or "<ms> <created_at> <key>"."""
     if t.unique_key is None or t.unique_until is None or t.state not in ("pending", "scheduled"):
@@ -623,17 +634,13 @@ class RedisStorage(Storage):
         await self._run([("SET_PAUSED", name, ["1" if paused else "0"])], register=[name])
 
     async def _set_limits(
-        self, name: str, limits: QueueLimits, now: float, config_digest: str | None
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None,
+        expected: QueueLimits | None,
     ) -> None:
-        def opt(value: int | None) -> str:
-            return "" if value is None else str(value)
-
-        interval = "" if limits.rate_interval == 1.0 else _num(limits.rate_interval)
         args = [
-            opt(limits.concurrency), opt(limits.rate_limit), interval, opt(limits.rate_burst),
-            opt(limits.group_concurrency), _num(now),
-            "" if config_digest is None else "=" + config_digest,
-        ]  # fmt: skip
+            *_limit_args(limits), _num(now), "" if config_digest is None else "=" + config_digest,
+            *(["-"] if expected is None else _limit_args(expected)),
+        ]
         await self._run([("SET_LIMITS", name, args)], register=[name])
 
     async def paused_queues(self) -> set[str]:

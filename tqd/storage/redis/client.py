@@ -41,7 +41,7 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from tqd.errors import Conflict, NotFound, StorageUnavailable
+from tqd.errors import Conflict, LimitsChanged, NotFound, StorageUnavailable
 from tqd.models import STATES
 from tqd.storage.redis import scripts
 
@@ -141,6 +141,8 @@ def translate(err: ResponseError) -> Exception:
     if "TQD_CONFLICT" in text:
         state = text.split("TQD_CONFLICT", 1)[1].split()[0]
         return StateConflict(state if state in STATES else "in another state")
+    if "TQD_LIMITS_CHANGED" in text:
+        return LimitsChanged("the queue's limits changed meanwhile")
     if "TQD_DUPLICATE_ID" in text:
         return Conflict("a task with this id already exists; enqueue again")
     if isinstance(err, ReadOnlyError) or text.startswith(("OOM", "LOADING", "MASTERDOWN", "BUSY")):

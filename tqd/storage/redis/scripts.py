@@ -23,7 +23,7 @@ are stored as given; a time the script computes is written with ``%.17g`` so
 it reads back as the same double. Scripts never call TIME.
 
 Errors a caller maps to tqd errors: ``TQD_NOT_FOUND``, ``TQD_CONFLICT
-<state>``, ``TQD_DUPLICATE_ID <id>``.
+<state>``, ``TQD_DUPLICATE_ID <id>``, ``TQD_LIMITS_CHANGED``.
 """
 
 from __future__ import annotations
@@ -519,9 +519,21 @@ return {1, publish('resumed')}
 #          group_concurrency, each '' when unset (rate_interval: when 1)
 # ARGV[10] now
 # ARGV[11] config digest, or '' to keep the stored one; '=' + digest
+# ARGV[12…16] with ARGV[12] ~= '-': the limits expected to be stored now,
+#          encoded as ARGV[5…9]; compared by number, so '2' equals '2.0'
 # Returns  {1, message}
+# Errors   TQD_LIMITS_CHANGED (the stored limits are not the expected ones)
 SET_LIMITS = _queue_script("""
 local names = {'_c', '_r', '_i', '_b', '_gc'}
+if ARGV[12] ~= '-' then
+  local stored = redis.call('HMGET', COUNTS, unpack(names))
+  for j = 1, 5 do
+    local want = ARGV[11 + j]
+    if tonumber(stored[j] or '') ~= tonumber(want) then
+      return redis.error_reply('TQD_LIMITS_CHANGED')
+    end
+  end
+end
 for j, f in ipairs(names) do
   if ARGV[4 + j] == '' then redis.call('HDEL', COUNTS, f) else redis.call('HSET', COUNTS, f, ARGV[4 + j]) end
 end

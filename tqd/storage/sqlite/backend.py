@@ -209,9 +209,10 @@ class SqliteStorage(Storage):
         return await self._read(ops.op_paused)
 
     async def _set_limits(
-        self, name: str, limits: QueueLimits, now: float, config_digest: str | None
+        self, name: str, limits: QueueLimits, now: float, config_digest: str | None,
+        expected: QueueLimits | None,
     ) -> None:
-        await self._write(ops.op_set_limits, name, limits, now, config_digest)
+        await self._write(ops.op_set_limits, name, limits, now, config_digest, expected)
 
     async def _purge(self, queue: str, state: str, limit: int) -> int:
         return await self._write(ops.op_purge, queue, state, limit)

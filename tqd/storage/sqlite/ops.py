@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from tqd.errors import Conflict, NotFound
+from tqd.errors import Conflict, LimitsChanged, NotFound
 from tqd.models import (
     DELETED,
     ERROR_HISTORY,
@@ -619,8 +619,16 @@ def op_set_paused(conn: Conn, changes: list, name: str, paused: bool) -> None:
 
 
 def op_set_limits(
-    conn: Conn, changes: list, name: str, limits: QueueLimits, now: float, digest: str | None
+    conn: Conn, changes: list, name: str, limits: QueueLimits, now: float, digest: str | None,
+    expected: QueueLimits | None = None,
 ) -> None:
+    if expected is not None:
+        # Compare-and-set: read in the writer's transaction, so nothing can
+        # change the row between this check and the write below.
+        row = conn.execute(f"SELECT {_QUEUE_COLUMNS} FROM queues WHERE name = ?", (name,)).fetchone()
+        stored = NO_LIMITS if row is None else _queue_info(row).limits
+        if stored != expected:
+            raise LimitsChanged(f"queue {name}: its limits changed meanwhile")
     # The bucket starts full: NULL tokens read as full, from now on.
     conn.execute(
         "INSERT INTO queues(name, concurrency, rate_limit, rate_interval, rate_burst, "
