@@ -154,7 +154,7 @@ async def test_a_lost_claim_is_guarded_by_the_idempotency_key(store, clock):
 
 async def test_a_failed_enqueue_is_sent_again(store, clock):
     class Flaky:
-        """The store, but the first enqueue fails after the claim won."""
+        """The store, but its first enqueue fails."""
 
         def __init__(self, inner):
             self.inner = inner
@@ -175,6 +175,43 @@ async def test_a_failed_enqueue_is_sent_again(store, clock):
     assert await fired_instants(store) == []
     await cron.run_once(T0 + 61)
     assert await fired_instants(store) == [60]
+
+
+async def test_a_process_that_dies_between_enqueue_and_record_loses_no_firing(store, clock):
+    """The task is stored first and the firing recorded after: a process
+    that dies in between leaves a task the next process finds again (by its
+    idempotency key) and records, rather than a record without a task."""
+
+    class DiesBeforeTheRecord:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        async def claim_firing(self, *args):
+            raise SystemExit("the process died")
+
+    spec = {"s": {"cron": "* * * * *", "task": "report"}}
+    doomed, _ = make_cron(DiesBeforeTheRecord(store), clock, spec)
+    other, _ = make_cron(store, clock, spec)
+    await doomed.run_once(T0)
+    await other.run_once(T0)
+    with pytest.raises(SystemExit):
+        await doomed.run_once(T0 + 60)
+    assert await fired_instants(store) == [60]  # the task is there
+    assert await store.firings() == {}  # the record is not
+    # The other process comes to the instant a little later.
+    await other.run_once(T0 + 61)
+    assert await fired_instants(store) == [60]  # still one task
+    assert (await store.firings())["s"].instant == T0 + 60
+    assert other.fired == 0  # it found the task, it did not create one
+    # A restart goes on from the record: the next instant, once.
+    restarted, _ = make_cron(store, clock, spec)
+    await restarted.run_once(T0 + 62)
+    await restarted.run_once(T0 + 120)
+    await other.run_once(T0 + 120.5)
+    assert await fired_instants(store) == [60, 120]
 
 
 async def test_trigger_fires_now_without_counting_an_instant(store, clock):

@@ -1,10 +1,12 @@
 """The cron role: enqueues each schedule's task once per scheduled instant.
 
 Every process sharing a store runs this role. At each instant every one of
-them asks the store to record the firing (``claim_firing``, a compare-and-set
-on the schedule's last fired instant); the one whose claim wins enqueues the
-task. The task also carries the idempotency key ``cron:<schedule>:<instant>``,
-so even a claim the store lost (a Redis restart) cannot enqueue it twice.
+them enqueues the instant's task with the idempotency key
+``cron:<schedule>:<instant>``: the store keeps one task per key and queue,
+so exactly one of them creates it and the others get that same task back.
+Only then does each record the firing (``claim_firing``, a compare-and-set
+on the schedule's last fired instant), which tells a restarted process where
+to go on from.
 
 Instants are fired late by up to ``grace`` seconds (a restart, a stalled
 process or store); an older instant counts as missed: at start, or after an
@@ -13,8 +15,12 @@ latest missed instant once, one without skips them. The store remembers the
 last instant fired, so a restarted process neither fires an instant twice
 nor mistakes the time it was down for time it was up.
 
-A process that dies between winning a claim and storing the task loses
-that firing (the window is one round trip): firing is at most once.
+The order matters: a process that dies after the enqueue and before the
+record leaves a stored task and an older record, so the next process to
+look (another one at once, or this one after its restart, within ``grace``
+or with ``catch_up``) enqueues the instant again, gets the stored task back,
+and records it. No instant is lost to a crash, and none fires twice while
+its task is kept (deleting the task by hand frees the key).
 """
 
 from __future__ import annotations
@@ -111,9 +117,10 @@ class Cron(Role):
         #: Per schedule: every instant up to this time has been dealt with.
         self._cursor: dict[str, float] = {}
         self._started = False
-        #: Tasks of won claims whose enqueue failed; sent again each round.
-        self._unsent: list[Task] = []
-        #: Firings this process enqueued (claims won), for tests and logs.
+        #: Firings whose enqueue failed: (schedule, instant, task), sent
+        #: again each round until the store takes them.
+        self._unsent: list[tuple[str, float, Task]] = []
+        #: Firings whose task this process created, for tests and logs.
         self.fired = 0
 
     def apply(self, catalog: Catalog, schedules: Mapping[str, Schedule], grace: float) -> None:
@@ -146,7 +153,7 @@ class Cron(Role):
 
     async def run_once(self, now: float) -> float | None:
         if self._unsent:
-            await self._send_unsent()
+            await self._send_unsent(now)
         if not self._started:
             self._start(await self.storage.firings(), now)
         for schedule in list(self.schedules.values()):
@@ -187,27 +194,31 @@ class Cron(Role):
         self._cursor[name] = now
 
     async def _fire(self, schedule: Schedule, instant: float, now: float) -> None:
-        if not await self.storage.claim_firing(schedule.name, instant, now):
-            return  # another process fired it, or fired a later one already
-        self.fired += 1
         task = self.catalog.build(schedule.new_task(instant), now)
         try:
-            [result] = await self.storage.enqueue([task])
-            if not result.created and result.task.idempotency_key == task.idempotency_key:
-                # The second guard held: the store had lost the record of this
-                # firing (a Redis restart without persistence), not its task.
-                log.warning("schedule %s: the task of %s was enqueued already (task %s)",
-                            schedule.name, rfc3339(instant), result.task.id)
+            await self._store(schedule.name, instant, task, now)
         except Exception as err:
             log.warning("schedule %s: storing the task of %s failed (%s); trying again",
-                        schedule.name, instant, err)
-            self._unsent.append(task)
+                        schedule.name, rfc3339(instant), err)
+            self._unsent.append((schedule.name, instant, task))
 
-    async def _send_unsent(self) -> None:
+    async def _store(self, name: str, instant: float, task: Task, now: float) -> None:
+        """Enqueue the firing's task (idempotent by its key), then record the firing."""
+        [result] = await self.storage.enqueue([task])
+        if result.created:
+            self.fired += 1
+        recorded = await self.storage.claim_firing(name, instant, now)
+        if result.created and not recorded:
+            # A later instant was recorded first, yet this one's task was new:
+            # its task had been deleted, or this process runs far behind.
+            log.warning("schedule %s: enqueued the task of %s after a later firing was "
+                        "recorded (task %s)", name, rfc3339(instant), result.task.id)
+
+    async def _send_unsent(self, now: float) -> None:
         unsent, self._unsent = self._unsent, []
-        for i, task in enumerate(unsent):
+        for i, (name, instant, task) in enumerate(unsent):
             try:
-                await self.storage.enqueue([task])
+                await self._store(name, instant, task, now)
             except Exception:
                 self._unsent.extend(unsent[i:])
                 raise
