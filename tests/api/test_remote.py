@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -212,6 +213,11 @@ def test_batch_settle_and_release(client: Client):
     assert [t["id"] for t in rest] == [ids[3]]
     client.settle([{"id": ids[2], "token": tok[ids[2]], "outcome": "complete"},
                    {"id": ids[3], "token": rest[0]["lease"]["token"], "outcome": "complete"}])
+    # Each attempt leased and settled through this daemon has its duration
+    # measured: four (the released lease ran nothing); none of other names.
+    metrics = urllib.request.urlopen(client.url + "/metrics", timeout=10).read().decode()
+    assert 'tqd_task_duration_seconds_count{queue="batch",name="batch"} 4\n' in metrics
+    assert 'tqd_task_duration_seconds_count{queue="batch",name="other"}' not in metrics
 
 
 def test_only_remote_queues_can_be_leased_and_they_hold_only_remote_tasks(client: Client):

@@ -121,3 +121,31 @@ def test_histogram_buckets_and_percentiles():
     assert p99 == pytest.approx(100.0, rel=0.1)
     assert p100 == pytest.approx(5000.0, rel=0.1)
     assert percentiles({}, (0.5,)) == [None]
+
+
+def _leased(task_id: str, token: str, queue: str = "q", name: str = "job") -> Task:
+    return Task(id=task_id, name=name, queue=queue, payload=b"null", created_at=100.0,
+                state="processing", lease_token=token, started_at=100.0)
+
+
+def test_remote_leases_are_measured_from_lease_to_settle(meter):
+    meter.remote_leased(_leased("a", "t1"), 100.0)
+    meter.remote_leased(_leased("b", "t2"), 100.0)
+    meter.remote_leased(_leased("c", "t3"), 100.0)
+    meter.remote_settled("a", "t1", 100.3)
+    meter.remote_settled("a", "t1", 100.9)  # settled already: not counted twice
+    meter.remote_settled("b", "stale", 101.0)  # not the lease this process made
+    meter.remote_released("c", "t3")
+    meter.remote_settled("c", "t3", 102.0)  # released: ran nothing
+    hist = meter.duration[("q", "job")]
+    assert sum(hist.counts) == 1
+    assert hist.sum == pytest.approx(0.3)
+
+
+def test_remote_leases_remembered_are_bounded_oldest_first(meter, monkeypatch):
+    monkeypatch.setattr(meter_mod, "MAX_REMOTE_LEASES", 2)
+    for i in range(3):
+        meter.remote_leased(_leased(f"t{i}", "tok"), 100.0)
+    for i in range(3):
+        meter.remote_settled(f"t{i}", "tok", 101.0)
+    assert sum(meter.duration[("q", "job")].counts) == 2  # t0 was forgotten

@@ -194,11 +194,11 @@ async def lease(request: web.Request) -> web.Response:
             # The worker hung up while waiting: lease nothing it cannot receive.
             break
     if tasks and svc.meter is not None:
-        # Enqueue-to-start latency counts the lease as the start (the worker
-        # is elsewhere; its run time is not measured here).
+        # The lease counts as the start: of the enqueue-to-start latency, and
+        # of the duration that a settle through this process ends.
         now = svc.clock.now()
         for t in tasks:
-            svc.meter.task_started(t, now)
+            svc.meter.remote_leased(t, now)
     return json_response({"tasks": [lease_json(t) for t in tasks]})
 
 
@@ -233,9 +233,11 @@ async def complete(request: web.Request) -> web.Response:
     body = decode(await read_body(request), CompleteBody)
     outcome = Outcome(task_id=task_id, token=body.token, kind="complete",
                       result=encode_payload(body.result, "result"))
-    [accepted] = await svc.storage.settle([outcome], svc.clock.now())
+    now = svc.clock.now()
+    [accepted] = await svc.storage.settle([outcome], now)
     if not accepted:
         raise await _stale_or_missing(svc, task_id)
+    _measure(svc, [outcome], now)
     return json_response({"id": task_id, "state": "completed"})
 
 
@@ -248,11 +250,25 @@ async def fail(request: web.Request) -> web.Response:
     if task is None:
         raise not_found_task(task_id)
     outcome = _failure(svc, task, body.token, body.error, body.retry, body.delay)
-    accepted = outcome is not None and (await svc.storage.settle([outcome], svc.clock.now()))[0]
+    now = svc.clock.now()
+    accepted = outcome is not None and (await svc.storage.settle([outcome], now))[0]
     if not accepted:
         raise await _stale_or_missing(svc, task_id)
     assert outcome is not None
+    _measure(svc, [outcome], now)
     return json_response(_fail_json(outcome))
+
+
+def _measure(svc: Services, settled: Sequence[Outcome], now: float) -> None:
+    """Tell the meter that these accepted outcomes ended their remote leases."""
+    meter = svc.meter
+    if meter is None:
+        return
+    for o in settled:
+        if o.kind == "release":
+            meter.remote_released(o.task_id, o.token)
+        else:
+            meter.remote_settled(o.task_id, o.token, now)
 
 
 def _failure(
@@ -309,7 +325,9 @@ async def settle(request: web.Request) -> web.Response:
         if outcome is not None:
             outcomes.append(outcome)
             placed.append(i)
-    accepted = await svc.storage.settle(outcomes, svc.clock.now()) if outcomes else []
+    now = svc.clock.now()
+    accepted = await svc.storage.settle(outcomes, now) if outcomes else []
+    _measure(svc, [o for o, good in zip(outcomes, accepted, strict=True) if good], now)
     ok = dict(zip(placed, zip(outcomes, accepted, strict=True), strict=True))
     # Tell a stale token from a task that does not exist (rare: read only those).
     refused = [i for i in range(len(items)) if not ok.get(i, (None, False))[1]]

@@ -11,6 +11,12 @@ statistics are handed to the store once a second by the StatsRecorder.
 Latency is enqueue-to-start: from the time a task became due (``run_at``,
 else its creation) to the time a worker started it. A task put back by hand
 (retry, redrive) or by a reclaim has no such time and is not measured.
+
+Tasks of remote pull workers: the lease through this process's API is the
+start, and a complete or fail through this process's API under the same
+lease is the end of the duration. A lease settled through another process
+(or never) is not measured; at most ``MAX_REMOTE_LEASES`` leases are
+remembered, the oldest forgotten first.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ DURATION_BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 #: Most (second, queue) statistics kept while the store cannot take them.
 MAX_PENDING_STATS = 50_000
+#: Most remote leases remembered for their duration (about 150 bytes each).
+MAX_REMOTE_LEASES = 50_000
 
 
 class Histogram:
@@ -65,6 +73,9 @@ class Meter:
         self.duration: dict[tuple[str, str], Histogram] = {}
         #: Leases of this process's running tasks that a supervisor took back.
         self.leases_lost = 0
+        #: (task id, lease token) -> (queue, name, started) of remote leases
+        #: made through this process, oldest first.
+        self._remote: dict[tuple[str, str], tuple[str, str, float]] = {}
         self._running: Mapping[str, Any] = {}
         #: (second, queue) -> [enqueued, completed, failed, latency histogram]
         self._seconds: dict[tuple[int, str], list[Any]] = {}
@@ -159,10 +170,33 @@ class Meter:
 
     def task_finished(self, task: Task, now: float) -> None:
         """A worker of this process finished running ``task`` at ``now`` (duration)."""
-        started = task.started_at
-        if started is None:
+        if task.started_at is not None:
+            self._observe_duration(task.queue, task.name, task.started_at, now)
+
+    def remote_leased(self, task: Task, now: float) -> None:
+        """A remote worker leased ``task`` (carrying its lease) through this
+        process at ``now``: its start (latency) and the start of its duration."""
+        self.task_started(task, now)
+        if task.lease_token is None:
             return
-        key = (task.queue, task.name)
+        remote = self._remote
+        remote[(task.id, task.lease_token)] = (task.queue, task.name, now)
+        if len(remote) > MAX_REMOTE_LEASES:
+            del remote[next(iter(remote))]
+
+    def remote_settled(self, task_id: str, token: str, now: float) -> None:
+        """A remote worker completed or failed the attempt it leased under
+        ``token``, and the store accepted it: the end of its duration."""
+        lease = self._remote.pop((task_id, token), None)
+        if lease is not None:
+            self._observe_duration(*lease, now)
+
+    def remote_released(self, task_id: str, token: str) -> None:
+        """A remote lease handed back unrun: nothing to measure."""
+        self._remote.pop((task_id, token), None)
+
+    def _observe_duration(self, queue: str, name: str, started: float, now: float) -> None:
+        key = (queue, name)
         hist = self.duration.get(key)
         if hist is None:
             hist = self.duration[key] = Histogram(DURATION_BOUNDS)
