@@ -8,6 +8,7 @@ it into exit status 2. ``tqd.toml.example`` documents every setting.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -382,6 +383,7 @@ def default_data_dir() -> str:
     return str(Path(xdg) / "tqd")
 
 
+@functools.lru_cache(maxsize=64)  # Config.host is read on every request (the CORS guard)
 def parse_listen(value: str, where: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6); raise ConfigError naming ``where``."""
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]\s]+):(\d+)", value.strip())

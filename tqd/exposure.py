@@ -7,6 +7,7 @@ loopback address unless the operator says ``--insecure-no-auth``. With
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import ssl
 
@@ -14,6 +15,10 @@ from tqd.config import Config
 from tqd.errors import ConfigError
 
 
+# Cached: the CORS guard asks about the listen host and each request's Host
+# header name, and parsing an address costs about 10 µs; the few names a
+# server sees repeat (the bound keeps odd Host headers from growing it).
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (as in ``listen``) names only this machine.
 
