@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,36 @@ async def test_index_is_served_with_a_strict_policy(aiohttp_client, dist: Path) 
     assert "unsafe-inline" not in csp
     assert resp.headers["Cache-Control"] == "no-cache"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_inline_scripts_of_the_index_run_by_their_hash_only(aiohttp_client, dist: Path) -> None:
+    script = "\n  window.started = fetch('v1/tasks/x');\n"
+    (dist / "index.html").write_text(
+        f'<!doctype html><head><script>{script}</script>'
+        '<script type="module" src="./assets/app-1.js"></script></head>'
+    )
+    client = await aiohttp_client(_app(dist))
+    resp = await client.get("/")
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    csp = resp.headers["Content-Security-Policy"]
+    assert f"script-src 'self' 'sha256-{digest}';" in csp
+    assert "unsafe-inline" not in csp and csp.count("sha256-") == 1
+    # an asset's answer names no inline script
+    asset = await client.get("/assets/app-1.js")
+    assert "sha256-" not in asset.headers["Content-Security-Policy"]
+
+
+def test_the_policy_allows_each_inline_script_of_the_committed_index() -> None:
+    folder = dashboard.dist_dir()
+    assert folder is not None
+    index = (folder / "index.html").read_bytes()
+    csp = dashboard.index_csp(index)
+    scripts = re.findall(rb"<script>(.*?)</script>", index, re.DOTALL)
+    assert scripts, "index.html starts the task page's request from an inline script"
+    for script in scripts:
+        digest = base64.b64encode(hashlib.sha256(script).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+    assert "unsafe-inline" not in csp and "default-src 'none'" in csp
 
 
 async def test_assets_are_served_and_cached(aiohttp_client, dist: Path) -> None:

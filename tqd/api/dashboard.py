@@ -5,11 +5,15 @@ content-hashed files (cached for a year, since a new build has new names).
 The app routes with the URL fragment (``/#/tasks``), so no other path needs
 to fall back to ``index.html``. Every answer carries a Content-Security-Policy
 that allows nothing but this origin: even if task data ever reached the page
-as markup, no inline or foreign script would run.
+as markup, no foreign script would run, and no inline one but the scripts
+``index.html`` itself holds, each allowed by its SHA-256 hash (computed here
+from the file served, so the policy always matches the build).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from pathlib import Path
 
@@ -28,12 +32,29 @@ CSP = (
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
+# An inline classic script: <script> without attributes (a src= script is not inline).
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+def index_csp(index: bytes) -> str:
+    """The policy for ``index.html``: :data:`CSP` plus the hash of each inline script it holds.
+
+    Only those exact scripts may run inline ('unsafe-inline' is never allowed):
+    markup that task data might ever inject into the page stays inert.
+    """
+    hashes = []
+    for match in _INLINE_SCRIPT.finditer(index):
+        # Browsers hash the script's text as parsed: line breaks normalised to LF.
+        text = match.group(1).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        digest = base64.b64encode(hashlib.sha256(text).digest()).decode()
+        hashes.append(f" 'sha256-{digest}'")
+    return CSP.replace("script-src 'self'", "script-src 'self'" + "".join(hashes), 1)
 
 
 class DashboardMissing(TqdError):
@@ -66,6 +87,7 @@ class Dashboard:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self._index: bytes | None = None
+        self._index_headers: dict[str, str] = {}
 
     def _require(self) -> Path:
         if self.folder is None:
@@ -83,12 +105,15 @@ class Dashboard:
         """GET / → the app's page (never cached, so a new build shows at once)."""
         folder = self._require()
         if self._index is None:
-            self._index = (folder / "index.html").read_bytes()
+            index = (folder / "index.html").read_bytes()
+            self._index_headers = {
+                **SECURITY_HEADERS,
+                "Content-Security-Policy": index_csp(index),
+                "Cache-Control": "no-cache",
+            }
+            self._index = index
         return web.Response(
-            body=self._index,
-            content_type="text/html",
-            charset="utf-8",
-            headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"},
+            body=self._index, content_type="text/html", charset="utf-8", headers=self._index_headers
         )
 
     async def asset(self, request: web.Request) -> web.StreamResponse:

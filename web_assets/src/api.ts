@@ -2,6 +2,7 @@
 // turns {"error": {"code", "message"}} into an ApiError, and raises the
 // token prompt when the API answers 401.
 import { currentToken } from "./auth";
+import { takePreload, type Answer } from "./preload";
 import { Signal } from "./signal";
 import type { Queue, QueueLimits, Schedule, Stats, Task, TaskPage, Worker } from "./types";
 
@@ -42,37 +43,42 @@ export function apiUrl(path: string): string {
 
 /** One API request; resolves with the decoded JSON body (undefined for 204). */
 export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json" };
   const token = currentToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let resp: Response;
+  let answer: Answer;
   try {
-    resp = await fetch(apiUrl(path), {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "omit",
-      cache: "no-store",
-    });
+    const preloaded = method === "GET" && body === undefined ? takePreload(path, token) : null;
+    answer = await (preloaded ?? send(method, path, token, body));
   } catch (err) {
     throw new ApiError(`cannot reach tqd (${(err as Error).message})`, 0, "unreachable");
   }
-  const text = await resp.text();
   let data: unknown = undefined;
-  if (text) {
+  if (answer.text) {
     try {
-      data = JSON.parse(text);
+      data = JSON.parse(answer.text);
     } catch {
       data = undefined;
     }
   }
-  if (!resp.ok) {
-    if (resp.status === 401) authRequired.value = true;
-    const { code, message } = errorMessage(resp.status, data, resp.statusText);
-    throw new ApiError(message, resp.status, code);
+  if (!answer.ok) {
+    if (answer.status === 401) authRequired.value = true;
+    const { code, message } = errorMessage(answer.status, data, answer.statusText);
+    throw new ApiError(message, answer.status, code);
   }
   return data as T;
+}
+
+async function send(method: string, path: string, token: string | null, body: unknown): Promise<Answer> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(apiUrl(path), {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "omit",
+    cache: "no-store",
+  });
+  return { ok: resp.ok, status: resp.status, statusText: resp.statusText, text: await resp.text() };
 }
 
 const enc = encodeURIComponent;

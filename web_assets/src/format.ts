@@ -45,9 +45,18 @@ export function pretty(value: unknown): string {
   }
 }
 
-/** A number with thousands separators ("1,234,567"). */
+/**
+ * A number with thousands separators ("1,234,567"). Integers are grouped
+ * here rather than by toLocaleString: a page's first toLocaleString loads
+ * the browser's number formatting (tens of ms), on the way to showing a task.
+ */
 export function count(n: number | null | undefined): string {
-  return typeof n === "number" ? n.toLocaleString("en-US") : "—";
+  if (typeof n !== "number") return "—";
+  if (!Number.isSafeInteger(n)) return n.toLocaleString("en-US");
+  const digits = String(Math.abs(n));
+  let out = digits.slice(0, digits.length % 3 || 3);
+  for (let i = out.length; i < digits.length; i += 3) out += `,${digits.slice(i, i + 3)}`;
+  return n < 0 ? `-${out}` : out;
 }
 
 /** At most `max` characters, with an ellipsis when cut. */

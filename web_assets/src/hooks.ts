@@ -15,8 +15,10 @@ export interface Loaded<T> {
 
 /**
  * Run `load` now and whenever `deps` change; `reload()` runs it again.
- * Answers that arrive after a newer call started are dropped, so a slow
- * response never overwrites a fresher one.
+ * An answer is shown unless a newer call's answer is already shown, so a slow
+ * response never overwrites a fresher one, and a reload while the first call
+ * is under way (the event stream's greeting asks for one) does not hold back
+ * that first answer. Errors are shown only from the latest call.
  */
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
   const [state, setState] = useState<Omit<Loaded<T>, "reload">>({
@@ -25,7 +27,9 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
     status: null,
     loading: true,
   });
+  // Calls started, and the newest call whose outcome is on screen.
   const generation = useRef(0);
+  const shown = useRef(0);
   const loadRef = useRef(load);
   loadRef.current = load;
   const run = useCallback(() => {
@@ -33,10 +37,13 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
     setState((s) => ({ ...s, loading: true }));
     loadRef.current().then(
       (data) => {
-        if (mine === generation.current) setState({ data, error: null, status: null, loading: false });
+        if (mine <= shown.current) return;
+        shown.current = mine;
+        setState({ data, error: null, status: null, loading: mine !== generation.current });
       },
       (err) => {
         if (mine !== generation.current) return;
+        shown.current = mine;
         const status = err instanceof ApiError ? err.status : null;
         setState((s) => ({ ...s, error: describe(err), status, loading: false }));
       },
@@ -45,6 +52,8 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
   // A layout effect starts the request right after the first render rather
   // than after the first paint: the answer arrives a frame or more sooner.
   useLayoutEffect(() => {
+    // Answers to calls made for the previous deps are not for this page.
+    shown.current = generation.current;
     setState({ data: undefined, error: null, status: null, loading: true });
     run();
     // eslint-disable-next-line react-hooks/exhaustive-deps

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { errorMessage, query } from "./api";
 import { socketProtocols } from "./auth";
-import { ago, clip, duration, pretty, progressOf } from "./format";
+import { ago, clip, count, duration, pretty, progressOf } from "./format";
 import { formOf, limitsOf, limitsPatch, limitsSummary, limitText, rateText } from "./limits";
 import { backoff, LAG_RESYNC_MS, lagResyncDelay } from "./live";
 import { href, parseHash } from "./router";
@@ -70,6 +70,13 @@ describe("formatting", () => {
     expect(ago("2026-01-01T00:00:00Z", now)).toBe("1 min ago");
     expect(ago("2026-01-01T00:02:00Z", now)).toBe("in 1 min");
     expect(ago(null, now)).toBe("—");
+  });
+
+  it("groups thousands as en-US does", () => {
+    const values = [0, 7, 12, 999, 1000, 1234, 12_345, 123_456, 1_234_567, 1_000_000, -1, -999, -1000, -1_234_567];
+    for (const v of [...values, Number.MAX_SAFE_INTEGER, 1.5, 1e21, NaN]) expect(count(v)).toBe(v.toLocaleString("en-US"));
+    expect(count(null)).toBe("—");
+    expect(count(undefined)).toBe("—");
   });
 
   it("pretty-prints JSON and clips long text", () => {

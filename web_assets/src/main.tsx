@@ -12,6 +12,7 @@ import { Schedules } from "./pages/Schedules";
 import { Task } from "./pages/Task";
 import { Tasks } from "./pages/Tasks";
 import { Workers } from "./pages/Workers";
+import { dropPreload } from "./preload";
 import { href, useRoute, type Route } from "./router";
 import { useSignal } from "./signal";
 import "./styles.css";
@@ -115,3 +116,5 @@ function App() {
 
 live.start();
 render(<App />, document.getElementById("app")!);
+// The first page has asked for its data (layout effects run within render).
+dropPreload();

@@ -24,8 +24,10 @@ export function refreshQueues(): Promise<void> {
   return inflight;
 }
 
+// Only a list that was fetched needs fetching again: pages that show queues
+// fetch them when they open (a task page, for one, does not need them).
 live.onResync(() => {
-  refreshQueues().catch(() => undefined);
+  if (queuesSignal.value !== null) refreshQueues().catch(() => undefined);
 });
 
 /** Replace one queue in the shared list after an action answered with it. */
