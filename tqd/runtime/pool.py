@@ -28,20 +28,9 @@ idle:
   a parking at once.
 
 Dispatch, when several queues have work and there are fewer free slots than
-they would take (``[worker] dispatch``):
-
-- ``"weighted"`` (default): each round splits the free slots among the
-  queues that may have work in proportion to their ``weight`` (1 unless
-  ``[queues.NAME] weight`` says otherwise). The fractions a round cannot
-  hand out are carried to the next rounds as credit (largest remainder
-  first), so the shares hold over time, not just per round: with 4 slots and
-  two backed-up queues of weights 3 and 1, one slot freeing at a time, the
-  starts go 3:1. A queue that goes idle, is parked or held loses its credit.
-- ``"strict"``: queues in the order of ``[worker] queues`` (then by name).
-  The first queue that may have work is offered every free slot; the next
-  one is asked only for what it left, that is when it leased fewer than it
-  was asked (it has nothing it may lease: empty, paused, or held back by a
-  limit). A later queue never takes a slot an earlier one could use.
+they would take (``[worker] dispatch``), is ``"weighted"`` (by ``[queues.NAME]
+weight``, with credit carried between rounds) or ``"strict"`` (in the order
+of ``[worker] queues``); the arithmetic is in ``tqd/runtime/dispatch.py``.
 
 Finished tasks queue their outcome; one settle loop writes everything that
 has queued up in one call, so settling costs one round trip per batch and
@@ -64,6 +53,7 @@ from tqd.clock import Clock
 from tqd.errors import TqdError
 from tqd.models import Change, Outcome, QueueChange, Task, make_error
 from tqd.runtime.catalog import Catalog
+from tqd.runtime.dispatch import WeightedShares, strict_order
 from tqd.runtime.handlers import HandlerSet, RawJSON, TaskContext, TaskFailed
 from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Leased, Storage
@@ -154,8 +144,8 @@ class WorkerPool:
         #: Queues parked at a concurrency or group limit: why, with the
         #: fallback timer that leases again after PARK_RECHECK.
         self._parked: dict[str, tuple[str, asyncio.TimerHandle]] = {}
-        #: Weighted dispatch: slots a queue is owed (or owes) from past rounds.
-        self._credit: dict[str, float] = {}
+        #: Weighted dispatch: the shares of each round, with their credit.
+        self._shares = WeightedShares()
         self._wake = asyncio.Event()
         self._stopping = False
         self._outcomes: list[Outcome] = []
@@ -256,7 +246,7 @@ class WorkerPool:
         self.settings = settings
         self._served = frozenset(settings.queues)
         self._active = {q for q in self._active if self.serves(q)} | set(self._served)
-        self._credit.clear()
+        self._shares.reset()
         if not self._stopping:
             for info in await self._storage.queues():
                 if info.paused:
@@ -375,7 +365,7 @@ class WorkerPool:
         under its ``why`` limit (or PARK_RECHECK seconds pass)."""
         self._unpark(queue)
         self._active.discard(queue)
-        self._credit.pop(queue, None)
+        self._shares.forget(queue)
         timer = asyncio.get_running_loop().call_later(PARK_RECHECK, self._recheck, queue)
         self._parked[queue] = (why, timer)
 
@@ -434,9 +424,7 @@ class WorkerPool:
             held, paused = self._held, self._paused
             active = {q for q in active if q not in held and q not in paused}
         if self.settings.dispatch == "strict":
-            order = {q: i for i, q in enumerate(self.settings.queues)}
-            last = len(order)
-            return sorted(active, key=lambda q: (order.get(q, last), q))
+            return strict_order(active, self.settings.queues)
         return sorted(active)
 
     async def _lease_round(self) -> bool:
@@ -453,46 +441,14 @@ class WorkerPool:
             return await self._lease_strict(queues, free)
         return await self._lease_weighted(queues, free)
 
-    def _shares(self, queues: list[str], free: int) -> list[tuple[str, int]]:
-        """Weighted dispatch: split ``free`` slots among ``queues`` in
-        proportion to their weights, carrying the fractions as credit."""
-        weights = self.settings.weights
-        credit = self._credit
-        for q in [q for q in credit if q not in queues]:
-            # A queue that stopped contending (idle, held, parked) loses its credit.
-            del credit[q]
-        # Credits sum to zero among the contenders, so the shares never add
-        # up to more than the free slots.
-        drift = sum(credit.values()) / len(queues)
-        total = sum(weights.get(q, 1) for q in queues)
-        shares: dict[str, int] = {}
-        given = 0
-        for q in queues:
-            exact = free * weights.get(q, 1) / total + credit.get(q, 0.0) - drift
-            n = max(0, int(exact))
-            shares[q] = n
-            credit[q] = exact - n
-            given += n
-        # The slots left by rounding down go to the largest credits.
-        for q in sorted(queues, key=credit.__getitem__, reverse=True)[: max(0, free - given)]:
-            shares[q] += 1
-            credit[q] -= 1.0
-        batch = self.settings.lease_batch
-        plan = []
-        for q, n in shares.items():
-            n = min(n, batch, free)
-            if n > 0:
-                plan.append((q, n))
-                free -= n
-        return plan
-
     async def _lease_weighted(self, queues: list[str], free: int) -> bool:
         if len(queues) == 1:
             # One queue: nothing to share (the common case; no arithmetic).
             q = queues[0]
             plan = [(q, min(free, self.settings.lease_batch))]
         else:
-            plan = self._shares(queues, free)
+            plan = self._shares.split(queues, free, self.settings.weights,
+                                      self.settings.lease_batch)
         marks = [(q, n, self._gen.get(q, 0), self._exits.get(q, 0), self._edits.get(q, 0))
                  for q, n in plan]
         now = self._clock.now()
@@ -557,14 +513,14 @@ class WorkerPool:
                 # Empty, unless a task was enqueued while the lease was out.
                 if self._gen.get(queue, 0) == gen:
                     self._active.discard(queue)
-                    self._credit.pop(queue, None)
+                    self._shares.forget(queue)
                     progressed = True
             elif self._edits.get(queue, 0) != edits:
                 progressed = True  # the limits changed meanwhile: lease again at once
             elif limited == "rate":
                 retry_in = tasks.retry_in
                 self.hold(queue, 0.1 if retry_in is None else max(0.001, retry_in))
-                self._credit.pop(queue, None)
+                self._shares.forget(queue)
                 progressed = True
             elif self._exits.get(queue, 0) == exits and (
                 limited != "group" or self._gen.get(queue, 0) == gen
