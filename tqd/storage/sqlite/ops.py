@@ -487,12 +487,15 @@ def op_next_run_at(conn: Conn, changes: list) -> float | None:
     return conn.execute("SELECT min(run_at) FROM tasks WHERE state = 'scheduled'").fetchone()[0]
 
 
+# The oldest finished tasks of one state, from the tasks_finished index.
+_EXPIRE = (
+    "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE state = ? "
+    "AND finished_at < ? ORDER BY finished_at LIMIT ?) RETURNING id, queue, name"
+)
+
+
 def op_expire(conn: Conn, changes: list, state: str, before: float, limit: int) -> int:
-    rows = conn.execute(
-        "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE state = ? "
-        "AND finished_at < ? ORDER BY finished_at LIMIT ?) RETURNING id, queue, name",
-        (state, before, limit),
-    ).fetchall()
+    rows = conn.execute(_EXPIRE, (state, before, limit)).fetchall()
     deltas: Deltas = Counter()
     for tid, queue, name in rows:
         deltas[(queue, state)] -= 1
