@@ -120,7 +120,7 @@ def test_settling_and_expiring_seek_an_index(path):
     from tqd.storage.sqlite import ops
 
     conn = _file_at_version(path, len(MIGRATIONS))
-    for sql in (ops._COMPLETE, ops._RELEASE, ops._FAIL_RETRY, ops._FAIL_DEAD):
+    for sql in (ops._COMPLETE, ops._COMPLETE_BARE, ops._RELEASE, ops._FAIL_RETRY, ops._FAIL_DEAD):
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?")))
         assert "tasks_id (id=?)" in plan, (sql, plan)
     # The janitor takes the oldest finished tasks of a state from the index,

@@ -353,6 +353,11 @@ _COMPLETE = (
     "UPDATE tasks SET state = 'completed', result = ?, finished_at = ?, attempts = attempts + 1, "
     f"started_at = coalesce(?, started_at), {_CLEAR_LEASE} {_GUARD}"
 )
+# _COMPLETE without a result and with started_at kept.
+_COMPLETE_BARE = (
+    "UPDATE tasks SET state = 'completed', result = NULL, finished_at = ?, "
+    f"attempts = attempts + 1, {_CLEAR_LEASE} {_GUARD}"
+)
 _RELEASE = f"UPDATE tasks SET state = 'pending', {_CLEAR_LEASE}, worker = NULL {_GUARD}"
 _FAIL_RETRY = (
     "UPDATE tasks SET state = 'scheduled', run_at = ?, errors = ?, attempts = attempts + 1, "
@@ -374,10 +379,19 @@ def op_settle(conn: Conn, changes: list, outcomes: Sequence[Outcome], now: float
     fast = [i for i, o in enumerate(outcomes) if o.kind == "complete" and o.queue and o.name]
     if fast:
         conn.execute("SAVEPOINT settle_fast")
-        cursor = conn.executemany(
-            _COMPLETE,
-            [(o.result, now, o.started_at, o.task_id, o.token) for o in (outcomes[i] for i in fast)],
-        )
+        if all(outcomes[i].result is None and outcomes[i].started_at is None for i in fast):
+            # Handlers that return nothing (the common case): bind no None,
+            # which sqlite3 passes through its slow adapter lookup (see
+            # _insert_rows).
+            cursor = conn.executemany(
+                _COMPLETE_BARE, [(now, o.task_id, o.token) for o in (outcomes[i] for i in fast)]
+            )
+        else:
+            cursor = conn.executemany(
+                _COMPLETE,
+                [(o.result, now, o.started_at, o.task_id, o.token)
+                 for o in (outcomes[i] for i in fast)],
+            )
         if cursor.rowcount == len(fast):
             conn.execute("RELEASE settle_fast")
             for i in fast:
