@@ -13,7 +13,8 @@ it afterwards. ``--lease-scaling`` instead measures the time to lease and
 settle one task with 10,000 and with 1,000,000 tasks stored. ``--ws-clients
 N`` keeps N /v1/events WebSocket clients (in another process) reading
 throughout, to measure what live dashboards cost; ``daemon_cpu_s`` is the
-CPU the daemon used, steadier than the rates on a busy machine.
+CPU the daemon used, steadier than the rates on a busy machine, and
+``process_cpu_s`` the part of it the process phase used.
 ``--queue-limits`` gives the enqueue/process queue a concurrency limit, a
 rate limit and a group_concurrency that never bind (PATCH /v1/queues/NAME)
 and enqueues its tasks in ``--groups`` fair groups (100; 0 for none): the cost of limits and
@@ -282,6 +283,7 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
         result["enqueue_per_s"] = round(await _enqueue_phase(host, port, queue, args))
         if "process" not in skip:
             started = time.perf_counter()
+            cpu_resumed = _cpu_s(pid)
             await _call(control, "POST", f"/v1/queues/{queue}/resume")
             if getattr(args, "kind", None) == "remote":
                 from tqd.bench_kinds import pull
@@ -289,6 +291,10 @@ async def _measure(url: str, pid: int | None, args: argparse.Namespace, storage:
                 await pull(host, port, queue, args.tasks, args, Connection)
             await _wait_completed(control, queue, args.tasks)
             result["process_per_s"] = round(args.tasks / (time.perf_counter() - started))
+            cpu_done = _cpu_s(pid)
+            if cpu_resumed is not None and cpu_done is not None:
+                # the process phase alone (daemon_cpu_s also holds the enqueue phase)
+                result["process_cpu_s"] = round(cpu_done - cpu_resumed, 2)
     if "latency" not in skip:
         latencies = await _latency_phase(host, port, f"bench-{run_id}-latency", args)
         result["rate"] = args.rate

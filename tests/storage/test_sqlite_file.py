@@ -14,7 +14,7 @@ from tqd.models import NO_LIMITS, Task
 from tqd.storage.sqlite import SqliteStorage
 from tqd.storage.sqlite.schema import MIGRATIONS, TASK_COLUMNS, _statements
 
-from .helpers import TaskMaker, assert_counts_exact, counts
+from .helpers import TaskMaker, assert_counts_exact, counts, put
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ async def test_a_version_3_file_migrates_in_place_keeping_its_tasks(path, make):
     finally:
         await s.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
     conn.close()
 
 
@@ -134,6 +134,42 @@ def test_settling_and_expiring_seek_an_index(path):
     conn.close()
 
 
+async def test_a_version_4_file_migrates_its_grouped_tasks_in_place(path, make):
+    # Migration 6 gives the grouped tasks of a version 4 file their place in
+    # group_heads and tasks_group_rejoin: they lease in the same turns after.
+    old = _file_at_version(path, 4)
+    columns = TASK_COLUMNS
+    running = make(group="b")  # b's oldest task, leased when the file was left
+    running.state, running.lease_token, running.lease_expires_at = "processing", "tok", 5.0
+    tasks = [make(group="a"), make(group="a", priority=5), make(group="b"), make(),
+             make(group="a"), make(group="c", delay=10.0)]
+    for t in [running, *tasks]:
+        row = [getattr(t, f) for f in Task.__struct_fields__]
+        row[Task.__struct_fields__.index("errors")] = None
+        old.execute(f"INSERT INTO tasks ({columns}) VALUES ({', '.join('?' * len(row))})", row)
+    for state, n in (("pending", 5), ("scheduled", 1), ("processing", 1)):
+        old.execute("INSERT INTO queue_counts VALUES ('q', ?, ?)", (state, n))
+    old.close()
+
+    s = SqliteStorage(path)
+    await s.open()
+    try:
+        # The expired lease comes back to pending: it rejoins group b.
+        assert [t.id for t in await s.reclaim_expired(10.0)] == [running.id]
+        [new] = await put(s, make(group="a"))
+        leased = await s.lease("q", 10, "w", 10.0)
+        # "" first, then a (its priority 5 task first), b (the reclaimed task
+        # is its oldest), a, b, a, and a's task enqueued after the migration.
+        assert [t.id for t in leased] == [tasks[3].id, tasks[1].id, running.id, tasks[0].id,
+                                          tasks[2].id, tasks[4].id, new.id]
+        due = tasks[5].run_at + 1
+        assert await s.promote_due(due) == 1
+        assert [t.id for t in await s.lease("q", 10, "w", due)] == [tasks[5].id]
+        await assert_counts_exact(s)
+    finally:
+        await s.close()
+
+
 def test_every_lease_statement_seeks_an_index(path):
     # A lease must cost O(log n) per task: no statement may scan the tasks
     # table or sort it, however large a group's backlog grows.
@@ -146,23 +182,43 @@ def test_every_lease_statement_seeks_an_index(path):
         (groups._RING, ("q", "g", None, 5, True, True)), (groups._RING, ("q", "", "g", 5, False, False)),
         (groups._RING_ONE, ("q", "g", None, 1, True, True)),
         (groups._CANDIDATES, ("q", '["g", "h"]', 3, 3)),
+        (ops._LEASE_FIRST_TURN, (*lease, "g", 5)), (ops._LEASE_FIRST_TURN, (*lease, None, 5)),
+        (groups._HEADS_AFTER_LEASE, ("q", '["g"]', "[1, 2]")),
+        (groups._HEADS_AFTER_REMOVAL, ("q", '[["g", 0]]')),
     ]
     for sql, args in statements:
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
-        assert "SCAN tasks" not in plan and "TEMP B-TREE" not in plan, (sql, plan)
-        assert "USING INDEX tasks_" in plan, (sql, plan)
-    # The ring: a seek per group in tasks_group_pending, a count in
+        assert "SCAN tasks" not in plan and "SCAN group_heads" not in plan, (sql, plan)
+        assert "TEMP B-TREE" not in plan or sql == ops._LEASE_FIRST_TURN, (sql, plan)
+        assert "USING INDEX tasks_" in plan or "group_heads USING PRIMARY KEY" in plan, (sql, plan)
+    # The ring: each group's head from group_heads (its rows in order) and
+    # from a seek per group in tasks_group_rejoin, a count in
     # tasks_group_processing, the first ungrouped task from tasks_pending.
     plan = " | ".join(
         r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._RING, ("q", "", None, 5, 1, 1))
     )
-    assert "tasks_group_pending (queue=? AND grp>?)" in plan, plan
+    assert "group_heads USING PRIMARY KEY (queue=? AND grp>?)" in plan, plan
+    assert "tasks_group_rejoin (queue=? AND grp>?)" in plan, plan
     assert "tasks_group_processing (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
-    # Each group's tasks come from its own seek, the ungrouped ones from theirs.
+    # Each group's tasks come from its own seeks, the ungrouped ones from theirs.
     plan = " | ".join(
         r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._CANDIDATES, ("q", "[]", 1, 1))
     )
-    assert "tasks_group_pending (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
+    assert "tasks_group_fresh (queue=? AND grp=? AND priority=? AND seq>?)" in plan, plan
+    assert "tasks_group_rejoin (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
+    # The first turn sorts at most 2n + 1 heads, read in order from group_heads.
+    plan = " | ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ops._LEASE_FIRST_TURN, (*lease, "g", 5))
+    )
+    assert plan.count("group_heads USING PRIMARY KEY") == 2 and "tasks_pending" in plan, plan
+    # A head moves with one seek in tasks_group_fresh; gone ones are found by
+    # their own index, not by walking the queue's levels.
+    plan = " | ".join(
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._HEADS_AFTER_LEASE, ("q", "[]", "[]"))
+    )
+    assert "tasks_group_fresh (queue=? AND grp=? AND priority=? AND seq>?)" in plan, plan
+    plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + groups._HEADS_DROP, ("q",)))
+    assert "group_heads_gone" in plan, plan
     # Leasing the chosen tasks: one rowid lookup each.
     plan = " | ".join(
         r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ops._LEASE_SEQS, (*lease, "[1, 2]"))

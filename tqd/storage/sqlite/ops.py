@@ -40,7 +40,15 @@ from tqd.models import (
     zero_counts,
 )
 from tqd.storage.base import EnqueueResult, Leased, Page
-from tqd.storage.sqlite.groups import plan_lease
+from tqd.storage.sqlite.groups import (
+    FIRST_TURN,
+    REJOIN,
+    heads_after_enqueue,
+    heads_after_lease,
+    heads_after_removal,
+    plan_lease,
+    ring_order,
+)
 from tqd.storage.sqlite.schema import TASK_COLUMNS
 from tqd.storage.sqlite.threads import mergeable
 
@@ -89,7 +97,9 @@ def _move(conn: Conn, queue: str, old: str, new: str, n: int = 1) -> None:
 
 # -- producing ----------------------------------------------------------------
 
-_COLUMN_NAMES = tuple(c.strip() for c in TASK_COLUMNS.split(","))
+# The task's columns, then rejoin (set for a grouped task enqueued in a state
+# other than pending: it joins its group's pending tasks later, see groups.py).
+_COLUMN_NAMES = (*(c.strip() for c in TASK_COLUMNS.split(",")), "rejoin")
 
 
 @functools.lru_cache(maxsize=128)
@@ -100,12 +110,12 @@ def _insert_sql(present: tuple[bool, ...]) -> str:
 
 
 def _insert_rows(conn: Conn, rows: list[tuple]) -> None:
-    """Insert ``rows`` (values of every task column) in their order, binding
+    """Insert ``rows`` (values of every task column, then rejoin) in their order, binding
     only the values that are not None.
 
     Python 3.11's sqlite3 binds an int, float or str directly, but passes
     None and bytes through its adapter lookup first, which costs several
-    times as much; a new task leaves most columns None (13 of 25), and
+    times as much; a new task leaves most columns None (14 of 26), and
     binding them was most of an enqueue's time in SQLite. Consecutive rows
     with the same columns set (nearly always the whole batch) share one
     executemany, so the insertion order (seq, hence FIFO) is kept.
@@ -146,6 +156,8 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
     deltas: Deltas = Counter()
     seen_keys: dict[tuple[str, str], Task] = {}
     seen_unique: dict[tuple[str, str, str], Task] = {}
+    fresh = False  # a grouped task enqueued pending: group_heads may change
+    after = 0
     for t in tasks:
         key = t.idempotency_key
         if key is not None:
@@ -178,15 +190,22 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
             t.unique_key, t.unique_until, t.progress,
             # "" is no group: it stands for the ungrouped tasks in the rotation.
             t.group or None,
+            1 if t.group and t.state != "pending" else None,
         ))
+        fresh = fresh or bool(t.group and t.state == "pending")
         results.append(EnqueueResult(t, True))
         deltas[(t.queue, t.state)] += 1
         changes.append(Change(t.id, t.queue, t.name, t.state, "enqueue"))
+    if fresh:
+        # New rows get seqs above the largest one now.
+        after = conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()[0]
     try:
         _insert_rows(conn, rows)
     except sqlite3.IntegrityError:
         # Keys were looked up above, so only a task id can collide.
         raise Conflict("a task with this id already exists; enqueue again") from None
+    if fresh:
+        heads_after_enqueue(conn, after)
     _bump(conn, deltas)
     return results
 
@@ -196,12 +215,14 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
 
 # Every lease first asks, in one cheap statement: is the queue paused (bit
 # 1), has it a concurrency or rate limit (bit 2), and does it hold grouped
-# pending tasks (one seek in an index that ungrouped tasks never enter)? An
+# pending tasks: fresh ones (1, a seek in group_heads) or rejoined ones (2,
+# a seek in tasks_group_rejoin)? Ungrouped tasks enter neither. An
 # unlimited queue without groups then leases with no further reads.
 _QUEUE_FLAGS = (
     "SELECT (SELECT paused + 2 * (concurrency IS NOT NULL OR rate_limit IS NOT NULL) "
     "FROM queues WHERE name = ?1), "
-    "EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL)"
+    "EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) + 2 * EXISTS (SELECT 1 FROM tasks "
+    "WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL AND rejoin = 1)"
 )
 _QUEUE_LIMITS = (
     "SELECT concurrency, rate_limit, rate_interval, rate_burst, group_concurrency, "
@@ -221,7 +242,13 @@ _LEASE_PLAIN = (
 # needed: the seqs were read in this transaction.)
 _LEASE_SEQS = (
     _LEASE_SET + "WHERE seq IN (SELECT value FROM json_each(?6)) AND state = 'pending' "
-    f"RETURNING seq, {TASK_COLUMNS}"
+    f"RETURNING seq, rejoin, {TASK_COLUMNS}"
+)
+#: Where a leased row (seq, rejoin, TASK_COLUMNS) holds the group.
+_GRP = 2 + TASK_COLUMNS.split(", ").index("grp")
+# The first turn over the groups (groups.FIRST_TURN).
+_LEASE_FIRST_TURN = (
+    _LEASE_SET + f"WHERE seq IN ({FIRST_TURN}) AND state = 'pending' RETURNING seq, rejoin, {TASK_COLUMNS}"
 )
 #: Slack when counting whole tokens, so 0.9999999 tokens from float steps count as 1.
 _TOKEN_EPS = 1e-9
@@ -274,7 +301,9 @@ def op_lease(
                 # processing tasks are at most the queue's): skip counting
                 # each group's.
                 group_cap = None
-            tasks, blocked = _lease_groups(conn, changes, queue, allowed, group_cap, last_group, lease_args)
+            tasks, blocked = _lease_groups(
+                conn, changes, queue, allowed, group_cap, last_group, lease_args, grouped == 1
+            )
         else:
             tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
     if rate is not None and tasks:
@@ -311,27 +340,54 @@ def _lease_plain(conn: Conn, changes: list, queue: str, n: int, lease_args: tupl
 
 def _lease_groups(
     conn: Conn, changes: list, queue: str, n: int, group_cap: int | None, last: str | None,
-    lease_args: tuple,
+    lease_args: tuple, fresh_only: bool,
 ) -> tuple[list[Task], bool]:
     """Lease up to ``n`` tasks in turns over the groups (see Storage.lease);
     return them in lease order and whether group_concurrency held a group
     with pending tasks back. Stores the last group served."""
-    plan = plan_lease(conn, queue, n, group_cap, last)
-    if not plan.seqs:
-        return [], plan.blocked
-    rows = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(plan.seqs).decode())).fetchall()
-    # RETURNING comes in no promised order; hand the tasks out as chosen.
-    order = {seq: i for i, seq in enumerate(plan.seqs)}
-    rows.sort(key=lambda r: order[r[0]])
-    tasks = [task_from_row(r[1:]) for r in rows]
+    rows: list = []
+    blocked = False
+    served = last
+    if fresh_only and group_cap is None:
+        # The usual case in one statement: the first turn (groups.FIRST_TURN).
+        rows = conn.execute(_LEASE_FIRST_TURN, (*lease_args, last, n)).fetchall()
+        key = ring_order(last)
+        rows.sort(key=lambda r: key(r[_GRP] or ""))
+        _heads_after_lease(conn, queue, rows)
+        if rows:
+            served = rows[-1][_GRP] or ""
+        # A turn that fell short of n took every group once: the lease goes
+        # on with the next turns, from the last group served.
+        n = n - len(rows) if rows else 0
+    if n > 0:
+        plan = plan_lease(conn, queue, n, group_cap, served)
+        blocked = plan.blocked
+        if plan.seqs:
+            more = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(plan.seqs).decode())).fetchall()
+            # RETURNING comes in no promised order; hand the tasks out as chosen.
+            order = {seq: i for i, seq in enumerate(plan.seqs)}
+            more.sort(key=lambda r: order[r[0]])
+            _heads_after_lease(conn, queue, more)
+            rows += more
+            served = plan.served
+    if not rows:
+        return [], blocked
+    tasks = [task_from_row(r[2:]) for r in rows]
     conn.execute(
         "INSERT INTO queues(name, last_group) VALUES (?, ?) "
         "ON CONFLICT(name) DO UPDATE SET last_group = excluded.last_group",
-        (queue, plan.served),
+        (queue, served),
     )
     _move(conn, queue, "pending", "processing", len(tasks))
     changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
-    return tasks, plan.blocked
+    return tasks, blocked
+
+
+def _heads_after_lease(conn: Conn, queue: str, rows: list) -> None:
+    """The fresh tasks in these leased rows (seq, rejoin, TASK_COLUMNS) were
+    the first of their levels: move the heads on."""
+    fresh = [row for row in rows if row[_GRP] and row[1] is None]
+    heads_after_lease(conn, queue, [row[_GRP] for row in fresh], [row[0] for row in fresh])
 
 
 def op_extend(
@@ -358,7 +414,7 @@ _COMPLETE_BARE = (
     "UPDATE tasks SET state = 'completed', result = NULL, finished_at = ?, "
     f"attempts = attempts + 1, {_CLEAR_LEASE} {_GUARD}"
 )
-_RELEASE = f"UPDATE tasks SET state = 'pending', {_CLEAR_LEASE}, worker = NULL {_GUARD}"
+_RELEASE = f"UPDATE tasks SET state = 'pending', {_CLEAR_LEASE}, worker = NULL, {REJOIN} {_GUARD}"
 _FAIL_RETRY = (
     "UPDATE tasks SET state = 'scheduled', run_at = ?, errors = ?, attempts = attempts + 1, "
     f"started_at = coalesce(?, started_at), {_CLEAR_LEASE}, worker = NULL {_GUARD}"
@@ -468,7 +524,7 @@ def op_reclaim(conn: Conn, changes: list, where: str, params: tuple, now: float,
         state, finished = ("failed", now) if attempts >= t.max_attempts else ("pending", None)
         conn.execute(
             "UPDATE tasks SET state = ?, attempts = ?, errors = ?, finished_at = ?, "
-            f"{_CLEAR_LEASE}, worker = NULL WHERE id = ?",
+            f"{_CLEAR_LEASE}, worker = NULL, {REJOIN} WHERE id = ?",
             (state, attempts, orjson.dumps(history), finished, t.id),
         )
         deltas[(t.queue, "processing")] -= 1
@@ -483,7 +539,7 @@ def op_reclaim(conn: Conn, changes: list, where: str, params: tuple, now: float,
 
 def op_promote(conn: Conn, changes: list, now: float, limit: int) -> int:
     rows = conn.execute(
-        "UPDATE tasks SET state = 'pending' WHERE seq IN (SELECT seq FROM tasks "
+        f"UPDATE tasks SET state = 'pending', {REJOIN} WHERE seq IN (SELECT seq FROM tasks "
         "WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?) "
         "RETURNING id, queue, name",
         (now, limit),
@@ -573,10 +629,12 @@ def op_cancel(conn: Conn, changes: list, task_id: str, now: float) -> Task:
             f"task {task_id} is {task.state}; only pending, scheduled or processing tasks can be cancelled"
         )
     row = conn.execute(
-        f"UPDATE tasks SET state = 'cancelled', finished_at = ?, {_CLEAR_LEASE} "
+        f"UPDATE tasks SET state = 'cancelled', finished_at = ?, {_CLEAR_LEASE}, {REJOIN} "
         f"WHERE id = ? RETURNING {TASK_COLUMNS}",
         (now, task_id),
     ).fetchone()
+    if task.state == "pending" and task.group:
+        heads_after_removal(conn, task.queue, [(task.group, task.priority)])
     _move(conn, task.queue, task.state, "cancelled")
     changes.append(Change(task.id, task.queue, task.name, "cancelled", "cancel"))
     return task_from_row(row)
@@ -586,7 +644,7 @@ def op_cancel(conn: Conn, changes: list, task_id: str, now: float) -> Task:
 # is let go when the task finishes): unique_until is cleared.
 _REVIVE = (
     "state = 'pending', max_attempts = attempts + attempt_budget, finished_at = NULL, "
-    f"run_at = NULL, result = NULL, worker = NULL, unique_until = NULL, {_CLEAR_LEASE}"
+    f"run_at = NULL, result = NULL, worker = NULL, unique_until = NULL, {_CLEAR_LEASE}, {REJOIN}"
 )
 
 
@@ -607,6 +665,8 @@ def op_delete(conn: Conn, changes: list, task_id: str) -> None:
     if task.state == "processing":
         raise Conflict(f"task {task_id} is processing; cancel it first or wait until it ends")
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+    if task.state == "pending" and task.group:
+        heads_after_removal(conn, task.queue, [(task.group, task.priority)])
     _bump(conn, Counter({(task.queue, task.state): -1}))
     changes.append(Change(task.id, task.queue, task.name, DELETED, "delete"))
 
@@ -702,9 +762,11 @@ def op_set_limits(
 def op_purge(conn: Conn, changes: list, queue: str, state: str, limit: int) -> int:
     rows = conn.execute(
         "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE queue = ? AND state = ? "
-        "LIMIT ?) RETURNING id, name",
+        "LIMIT ?) RETURNING id, name, grp, priority",
         (queue, state, limit),
     ).fetchall()
+    if state == "pending":
+        heads_after_removal(conn, queue, {(r[2], r[3]) for r in rows if r[2] is not None})
     if rows:
         _bump(conn, Counter({(queue, state): -len(rows)}))
         changes.extend([Change(r[0], queue, r[1], DELETED, "purge") for r in rows])

@@ -156,6 +156,51 @@ MIGRATIONS: list[str] = [
     DROP INDEX tasks_finished;
     CREATE INDEX tasks_finished ON tasks(state, finished_at) WHERE finished_at IS NOT NULL;
     """,
+    # 6: a grouped lease no longer rewrites an index entry in every group it
+    # serves. Migration 4's tasks_group_pending lost an entry per task leased,
+    # and a lease that goes round 100 groups touched 100 of its pages (one
+    # per group): each commit wrote ~100 pages where an ungrouped lease writes
+    # ~20. Now the index of grouped tasks is not partial on state, so a lease
+    # leaves it alone, and where each group's pending tasks begin is kept in
+    # group_heads, one small row per (queue, group, priority). groups.py says
+    # which operations keep it.
+    """
+    -- 1: the task joined its group's pending tasks after its enqueue (it
+    -- came back to pending, or was enqueued in another state, or was pending
+    -- when this migration ran), or it was cancelled; NULL: it was enqueued
+    -- pending ("fresh") and has not left pending other than by a lease.
+    -- Only grouped tasks set it.
+    ALTER TABLE tasks ADD COLUMN rejoin INTEGER;
+    DROP INDEX tasks_group_pending;
+    -- The grouped tasks pending now count as rejoined: they are read from
+    -- tasks_group_rejoin, and every level's fresh tasks (enqueued from now
+    -- on) come after every entry of tasks_group_fresh, so no head is needed
+    -- yet. (This writes the backlog, not the history of finished tasks.)
+    UPDATE tasks SET rejoin = 1 WHERE grp IS NOT NULL AND state = 'pending';
+    -- Fresh grouped tasks in lease order, whatever their state: leasing or
+    -- settling them changes no entry. Leases take each priority level's
+    -- fresh tasks in order, so the entries before its head (group_heads) are
+    -- never read again; those from it on are the level's fresh pending
+    -- tasks (any other way out of pending takes a task out of this index).
+    CREATE INDEX tasks_group_fresh ON tasks(queue, grp, priority DESC, seq)
+        WHERE grp IS NOT NULL AND rejoin IS NULL;
+    -- Rejoined grouped tasks while pending (released, reclaimed, retried,
+    -- due): they may sort before their group's head, so they are read here.
+    CREATE INDEX tasks_group_rejoin ON tasks(queue, grp, priority DESC, seq)
+        WHERE grp IS NOT NULL AND rejoin = 1 AND state = 'pending';
+    -- For each priority level of each group that has fresh pending tasks,
+    -- the first of them (the smallest seq); no row: none. (seq is NULL only
+    -- inside an operation, between finding no next head and deleting the row.)
+    CREATE TABLE group_heads (
+        queue TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        seq INTEGER,
+        PRIMARY KEY (queue, grp, priority)
+    ) WITHOUT ROWID;
+    -- Levels whose head was just found gone, to delete without a scan.
+    CREATE INDEX group_heads_gone ON group_heads(queue) WHERE seq IS NULL;
+    """,
 ]
 
 
