@@ -113,6 +113,15 @@ async def test_a_unix_socket_url(tmp_path):
         server.stop()
 
 
+async def test_a_database_the_server_does_not_have_is_a_config_error(tmp_path):
+    server = start_server(tmp_path, ("--databases", "4"))
+    try:
+        with pytest.raises(ConfigError, match=r"refused the database of .*/4: DB index is out of range"):
+            await RedisStorage(f"redis://127.0.0.1:{server.port}/4").open()
+    finally:
+        server.stop()
+
+
 async def test_a_password_in_the_url_is_used_and_never_logged(tmp_path, caplog):
     server = start_server(tmp_path, ("--requirepass", "s3cret"))
     host = f"127.0.0.1:{server.port}"

@@ -190,8 +190,14 @@ class RedisStorage(Storage):
         except DOWN as err:
             await self._r.aclose()
             raise StorageUnavailable(f"storage: cannot reach Redis: {err}") from None
-        except ResponseError:  # a stand-in such as fakeredis, or INFO renamed away
-            info = {}
+        except ResponseError as err:
+            if "DB index" in str(err):
+                # The SELECT of the URL's database, sent as the connection opens.
+                await self._r.aclose()
+                raise ConfigError(
+                    f"storage: Redis refused the database of {safe_url(self.url)}: {err}"
+                ) from None
+            info = {}  # a stand-in such as fakeredis, or INFO renamed away
         self.server_version = str(info.get("valkey_version") or info.get("redis_version") or "?")
         log.info("storage: Redis %s at %s", self.server_version, safe_url(self.url))
         await self._check_eviction()
