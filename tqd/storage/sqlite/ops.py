@@ -136,6 +136,8 @@ def _insert_run(conn: Conn, present: tuple[bool, ...], rows: list[tuple]) -> Non
     conn.executemany(
         _insert_sql(present), [tuple(v for v in row if v is not None) for row in rows]
     )
+
+
 #: The live task holding a unique key (see Task): the newest, if several.
 _UNIQUE_TWIN = (
     f"{_SELECT} WHERE queue = ? AND name = ? AND unique_key = ? "
