@@ -4,13 +4,15 @@ and the lock that keeps a second tqd off a file in use."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 
+import msgspec
 import pytest
 
 from tqd.clock import FakeClock
 from tqd.errors import ConfigError
-from tqd.models import NO_LIMITS, Task
+from tqd.models import NO_LIMITS, Task, make_error
 from tqd.storage.sqlite import SqliteStorage
 from tqd.storage.sqlite.schema import MIGRATIONS, TASK_COLUMNS, _statements
 
@@ -225,3 +227,46 @@ def test_every_lease_statement_seeks_an_index(path):
     )
     assert "SCAN tasks" not in plan and "INTEGER PRIMARY KEY" in plan, plan
     conn.close()
+
+
+async def test_a_batch_keeps_every_value_exactly_and_its_order(path, make):
+    """A batch goes to SQLite as one JSON array (ops._insert_rows): every
+    float, text and encoded-JSON value reads back exactly as given, encoded
+    JSON stays a BLOB, and seq (hence FIFO) follows the batch's order."""
+    rng = random.Random(7)
+    payloads = [b'"\\u0000 \\" \\\\ \\n \\u2028"', '{"k":"caf\u00e9 \U0001f600"}'.encode(),
+                b'[9007199254740993,-1.5e-300,1e308,0.1]', b'null', b'{}']
+    tasks = []
+    for i in range(1000):
+        t = make(payload=payloads[i % len(payloads)], group=f"g{i % 3}" if i % 2 else None)
+        created = rng.uniform(1e9, 2e9)
+        fields: dict = {"created_at": created, "visibility_timeout": rng.uniform(0.001, 1e6),
+                        "timeout": rng.choice([None, rng.random() * 100])}
+        if i % 7 == 0:
+            fields |= {"state": "completed", "attempts": 1, "started_at": created + rng.random(),
+                       "finished_at": created + 1 + rng.random(), "result": payloads[(i // 7) % 5],
+                       "errors": [make_error("exception", "x\u00e9\x00y", 1, created + 0.5)]}
+        tasks.append(msgspec.structs.replace(t, **fields))
+    storage = SqliteStorage(path)
+    await storage.open()
+    try:
+        await storage.enqueue(tasks)
+        for t in tasks:
+            got = await storage.get(t.id)
+            assert got == t
+            assert isinstance(got.payload, bytes)
+        pending = [t.id for t in tasks if t.state == "pending"]
+        leased = await storage.lease("q", len(pending) + 10, "w", 2e9 + 10)
+        assert sorted(t.id for t in leased) == sorted(pending)
+        for group in (None, "g0", "g1", "g2"):  # in turns over the groups, FIFO within each
+            assert [t.id for t in leased if t.group == group] == [
+                t.id for t in tasks if t.state == "pending" and t.group == group]
+    finally:
+        await storage.close()
+    conn = sqlite3.connect(path)
+    try:
+        types = conn.execute("SELECT DISTINCT typeof(payload) FROM tasks UNION ALL "
+                             "SELECT DISTINCT typeof(result) FROM tasks WHERE result IS NOT NULL")
+        assert sorted(r[0] for r in types) == ["blob", "blob"]
+    finally:
+        conn.close()

@@ -102,23 +102,39 @@ def _move(conn: Conn, queue: str, old: str, new: str, n: int = 1) -> None:
 _COLUMN_NAMES = (*(c.strip() for c in TASK_COLUMNS.split(",")), "rejoin")
 
 
+#: Columns holding encoded JSON as BLOB; rows carry them as text (see _insert_rows).
+_BLOB_COLUMNS = frozenset({"payload", "result", "errors", "progress"})
+
+
 @functools.lru_cache(maxsize=128)
 def _insert_sql(present: tuple[bool, ...]) -> str:
-    """The INSERT of the columns marked present (the others are left NULL)."""
+    """One INSERT of every row of a JSON array of rows, each row an array of
+    the values of the columns marked present (the others are left NULL)."""
     names = [n for n, p in zip(_COLUMN_NAMES, present, strict=True) if p]
-    return f"INSERT INTO tasks ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    values = []
+    for j, name in enumerate(names):
+        value = f"json_extract(value, '$[{j}]')"
+        values.append(f"CAST({value} AS BLOB)" if name in _BLOB_COLUMNS else value)
+    # json_each yields the array in order and INSERT … SELECT inserts rows as
+    # they come, so seq follows the array (an ORDER BY key would add a sort).
+    return f"INSERT INTO tasks ({', '.join(names)}) SELECT {', '.join(values)} FROM json_each(?1)"
 
 
 def _insert_rows(conn: Conn, rows: list[tuple]) -> None:
-    """Insert ``rows`` (values of every task column, then rejoin) in their order, binding
-    only the values that are not None.
+    """Insert ``rows`` (values of every task column, then rejoin; encoded JSON
+    as str, not bytes) in their order.
 
-    Python 3.11's sqlite3 binds an int, float or str directly, but passes
-    None and bytes through its adapter lookup first, which costs several
-    times as much; a new task leaves most columns None (14 of 26), and
-    binding them was most of an enqueue's time in SQLite. Consecutive rows
-    with the same columns set (nearly always the whole batch) share one
-    executemany, so the insertion order (seq, hence FIFO) is kept.
+    The rows go to SQLite as one JSON array and one statement, so the
+    writer thread lets go of the GIL once for the whole batch. executemany
+    lets go of it around each row and must win it back from the event loop
+    each time: with the loop busy, each row waited up to the interpreter's
+    switch interval (5 ms), and a batch of 1,000 rows took 1,000 such waits.
+    Times survive the trip exactly (SQLite's text-to-double conversion
+    round-trips Python's float repr). A row names only the columns it sets
+    (a new task leaves most of them NULL, and each extracted column costs);
+    consecutive rows with the same columns set (nearly always the whole
+    batch) share one statement, so the insertion order (seq, hence FIFO) is
+    kept.
     """
     start = 0
     shape = None
@@ -133,9 +149,8 @@ def _insert_rows(conn: Conn, rows: list[tuple]) -> None:
 
 
 def _insert_run(conn: Conn, present: tuple[bool, ...], rows: list[tuple]) -> None:
-    conn.executemany(
-        _insert_sql(present), [tuple(v for v in row if v is not None) for row in rows]
-    )
+    values = orjson.dumps([[v for v in row if v is not None] for row in rows])
+    conn.execute(_insert_sql(present), (values,))
 
 
 #: The live task holding a unique key (see Task): the newest, if several.
@@ -185,11 +200,12 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
         if unique is not None:
             seen_unique[unique] = t
         rows.append((
-            t.id, t.name, t.queue, t.payload, t.priority, t.state, t.attempts,
+            t.id, t.name, t.queue, t.payload.decode(), t.priority, t.state, t.attempts,
             t.max_attempts, t.attempt_budget, t.created_at, t.run_at, t.started_at,
-            t.finished_at, t.result, orjson.dumps(t.errors) if t.errors else None,
+            t.finished_at, None if t.result is None else t.result.decode(),
+            orjson.dumps(t.errors).decode() if t.errors else None,
             key, t.timeout, t.visibility_timeout, t.worker, t.lease_token, t.lease_expires_at,
-            t.unique_key, t.unique_until, t.progress,
+            t.unique_key, t.unique_until, None if t.progress is None else t.progress.decode(),
             # "" is no group: it stands for the ungrouped tasks in the rotation.
             t.group or None,
             1 if t.group and t.state != "pending" else None,
@@ -439,8 +455,8 @@ def op_settle(conn: Conn, changes: list, outcomes: Sequence[Outcome], now: float
         conn.execute("SAVEPOINT settle_fast")
         if all(outcomes[i].result is None and outcomes[i].started_at is None for i in fast):
             # Handlers that return nothing (the common case): bind no None,
-            # which sqlite3 passes through its slow adapter lookup (see
-            # _insert_rows).
+            # which Python 3.11's sqlite3 passes through its adapter lookup,
+            # several times the cost of binding an int or str.
             cursor = conn.executemany(
                 _COMPLETE_BARE, [(now, o.task_id, o.token) for o in (outcomes[i] for i in fast)]
             )
