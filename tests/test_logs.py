@@ -1,4 +1,5 @@
-"""Logs: JSON lines or readable text, task fields where they apply, tracebacks for 5xx."""
+"""Logs: JSON lines or readable text, task fields where they apply; a failure
+is one line, its traceback only at DEBUG; an outage is throttled."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import json
 import logging
 import re
 import sys
+from pathlib import Path
 
 from tests.helpers.daemon import Daemon, wait_until
-from tqd.logs import JsonFormatter, TextFormatter
+from tqd.errors import redact
+from tqd.logs import JsonFormatter, TextFormatter, Throttle, log_failure
+from tqd.storage.sqlite import SqliteStorage
 
 
 def failing_task(tqd: Daemon) -> str:
@@ -89,3 +93,67 @@ def test_a_message_cannot_forge_a_line_of_its_own():
     body = json.loads(out)
     assert body["message"] == forged and "RuntimeError: inner" in body["traceback"]
     assert (body["task_id"], body["queue"], body["name"]) == ("t", "q", "n")
+
+
+def test_redact_hides_the_user_and_password_of_every_url():
+    assert redact("redis://:s3cret@h:6379/0 and rediss://u:p/w@x/1") == \
+        "redis://***@h:6379/0 and rediss://***@x/1"
+    assert redact("Error 111 connecting to 127.0.0.1:6379.") == "Error 111 connecting to 127.0.0.1:6379."
+    assert redact("mail me at a@b.c") == "mail me at a@b.c"  # no URL, nothing to hide
+
+
+def _fail(logger: logging.Logger) -> None:
+    try:
+        raise ValueError("bad value at redis://:s3cret@h/0")
+    except ValueError:
+        log_failure(logger, "doing %s failed", "it")
+
+
+def test_a_failure_is_one_line_and_its_traceback_only_at_debug(caplog):
+    logger = logging.getLogger("tqd.test_failure")
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        _fail(logger)
+    [rec] = caplog.records
+    assert rec.levelno == logging.ERROR and rec.exc_info is None
+    assert rec.getMessage() == "doing it failed (ValueError: bad value at redis://***@h/0)"
+    assert rec.funcName == "_fail"  # the line of the caller
+    for fmt in (TextFormatter(), JsonFormatter()):
+        assert "Traceback" not in fmt.format(rec) and "s3cret" not in fmt.format(rec)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        _fail(logger)
+    line, trace = caplog.records
+    assert (line.levelno, line.exc_info) == (logging.ERROR, None)
+    assert trace.levelno == logging.DEBUG and trace.getMessage() == "doing it failed: traceback"
+    assert "Traceback" in TextFormatter().format(trace)
+    assert "ValueError" in json.loads(JsonFormatter().format(trace))["traceback"]
+
+
+def test_a_failing_change_listener_is_one_line(tmp_path: Path, caplog):
+    store = SqliteStorage(str(tmp_path / "tqd.db"))  # not opened: only its listeners run
+
+    def broken(changes):
+        raise KeyError("oops")
+
+    store.add_listener(broken)
+    with caplog.at_level(logging.INFO):
+        store._emit(["a change"])
+    [rec] = caplog.records
+    assert rec.levelno == logging.ERROR and rec.exc_info is None
+    assert rec.getMessage() == "a change listener failed (KeyError: 'oops')"
+
+
+async def test_a_throttle_writes_the_first_then_a_summary_per_period(caplog):
+    logger = logging.getLogger("tqd.test_throttle")
+    throttle = Throttle(logger, every=3600)
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        for i in range(10):
+            throttle.log("request %d refused", i)
+        assert [r.getMessage() for r in caplog.records] == [
+            "request 0 refused; more like it are counted, logged once per 3600s"]
+        throttle.close()  # at exit: what was held back is counted, not lost
+        assert caplog.records[-1].getMessage() == "request 9 refused; 9 like it in the last 3600s"
+        throttle.log("request %d refused", 10)  # a new run: written at once
+    assert len(caplog.records) == 3 and caplog.records[-1].getMessage().startswith("request 10 ")
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+    throttle.close()

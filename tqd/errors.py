@@ -7,6 +7,19 @@ never carry a traceback or a secret.
 
 from __future__ import annotations
 
+import re
+
+#: The user and password part of a URL (``scheme://user:password@``); the
+#: password may hold anything but blanks and "@" (unescaped "/" included).
+_URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by
+    ``***`` (as the Redis backend's ``safe_url`` shows a URL), for messages
+    built from a driver's words that could quote a connection string."""
+    return _URL_USERINFO.sub(r"\1***@", text) if "@" in text else text
+
 
 class TqdError(Exception):
     """Root of every error tqd raises on purpose."""
@@ -112,7 +125,8 @@ class StorageUnavailable(TqdError):
     raised = 0
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
+        # The message quotes the driver, and goes to clients and the log.
+        super().__init__(redact(message))
         StorageUnavailable.raised += 1
 
 

@@ -9,16 +9,24 @@ plus ``task_id``, ``queue`` and ``name`` when the record is about a task
 (``extra={"task_id", "queue", "task_name"}``) and ``traceback`` when it
 carries one. Both formats take the same records, so what one logs the other
 logs too.
+
+Failures are logged through ``log_failure``: one line with the exception's
+type and message, and the traceback only in a DEBUG record after it (shown
+with ``--log-level debug``). ``Throttle`` keeps a failure that comes once per
+request during an outage to one line at its start and one a minute after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from tqd.errors import TqdError, redact
 
 #: LogRecord attributes that describe a task, and their names in the output.
 TASK_FIELDS = (("task_id", "task_id"), ("queue", "queue"), ("task_name", "name"))
@@ -74,6 +82,81 @@ class TextFormatter(logging.Formatter):
         if record.stack_info:
             text += "\n" + self.formatStack(record.stack_info)
         return text.replace("\n", "\n    ")
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of ``exc`` for a log line, any URL password redacted."""
+    text = exc.message if isinstance(exc, TqdError) else str(exc)
+    return f"{type(exc).__name__}: {redact(text)}" if text else type(exc).__name__
+
+
+def log_failure(logger: logging.Logger, msg: str, *args: Any, exc: BaseException | None = None,
+                level: int = logging.ERROR, **kwargs: Any) -> None:
+    """Log that something failed: ``msg % args (Type: message)`` as one line
+    at ``level``, then the traceback in a DEBUG record of its own.
+
+    ``exc`` defaults to the exception being handled; ``kwargs`` (``extra``)
+    go to both records. A traceback is for whoever debugs the code, not for
+    the operator reading the log (nor safe to show: it quotes locals and
+    paths), so the normal log keeps one line per failure.
+    """
+    kwargs.setdefault("stacklevel", 2)  # the caller's line, not this one
+    if exc is None:
+        exc = sys.exc_info()[1]
+    if exc is None:
+        logger.log(level, msg, *args, **kwargs)
+        return
+    logger.log(level, msg + " (%s)", *args, describe(exc), **kwargs)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(msg + ": traceback", *args, exc_info=exc, **kwargs)
+
+
+class Throttle:
+    """Logs a run of like events as a line at its first, then at most one
+    line per ``every`` seconds, counting those it held back.
+
+    For what happens once per request while something is down: the log
+    shows at once that it began and why, then once per ``every`` seconds
+    that it goes on and how many it hit, however many requests come. When
+    a period passes with none, the run is over; the next one is written at
+    once again. Call it from the event loop (the summary is a timer on it).
+    """
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0,
+                 level: int = logging.WARNING) -> None:
+        self.logger = logger
+        self.every = every
+        self.level = level
+        self._timer: asyncio.TimerHandle | None = None
+        self._held = 0
+        self._last: tuple[str, tuple[Any, ...]] = ("", ())
+
+    def log(self, msg: str, *args: Any) -> None:
+        """Log ``msg % args`` now if no run is on, else count it for the summary."""
+        if self._timer is not None:
+            self._held += 1
+            self._last = (msg, args)
+            return
+        self.logger.log(self.level, msg + "; more like it are counted, logged once per %gs",
+                        *args, self.every)
+        self._timer = asyncio.get_running_loop().call_later(self.every, self._summary)
+
+    def _summary(self, final: bool = False) -> None:
+        self._timer = None
+        if not self._held:
+            return  # a quiet period: the run is over
+        msg, args = self._last
+        self.logger.log(self.level, msg + "; %d like it in the last %gs", *args, self._held,
+                        self.every)
+        self._held = 0
+        if not final:
+            self._timer = asyncio.get_running_loop().call_later(self.every, self._summary)
+
+    def close(self) -> None:
+        """Write the summary of what is held back, and stop the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._summary(final=True)
 
 
 def make_formatter(fmt: str, stream: Any = None) -> logging.Formatter:

@@ -53,5 +53,10 @@ def test_no_acknowledged_task_is_lost_and_work_resumes_by_itself(tmp_path: Path,
         status, task = a.call("GET", f"/v1/tasks/{task['id']}?wait=10")
         assert task["state"] == "completed"
         assert "subscription restored" in b.stderr
+        # the outage is a few lines in the log, not a traceback per request
+        for d in (a, b):
+            assert "Traceback" not in d.stderr, d.stderr
+        refused = [ln for ln in a.stderr.splitlines() if "answered 503" in ln]
+        assert len(refused) == 1 and " WARNING " in refused[0], refused
     finally:
         server.stop()

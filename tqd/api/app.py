@@ -2,8 +2,10 @@
 
 What the handlers need (store, catalog, clock, ...) is one ``Services``
 object under an AppKey, built by the daemon (or by a test). Every error
-leaves as ``{"error": {"code", "message"}}``; every 5xx is logged with its
-traceback (but for the deliberate 503s of a draining or full process).
+leaves as ``{"error": {"code", "message"}}``; a 5xx is logged as one line
+with the exception's type and message, its traceback only at DEBUG; the 503s
+of an unavailable store are throttled (one line as they begin, then one a
+minute), those of a draining or full process are not failures.
 Every request is counted for /metrics by route template, method and status.
 """
 
@@ -27,8 +29,10 @@ from tqd.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ShuttingDown,
+    StorageUnavailable,
     TqdError,
 )
+from tqd.logs import Throttle, log_failure
 from tqd.runtime.catalog import Catalog
 from tqd.runtime.cron import Cron
 from tqd.runtime.meter import Meter
@@ -69,6 +73,8 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+#: Logs the 503s of an unavailable store (see errors_middleware).
+OUTAGE_LOG = web.AppKey("outage_log", Throttle)
 
 
 def services(request: web.Request) -> Services:
@@ -120,7 +126,8 @@ _REFUSALS = frozenset({"too_many_clients"})
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn every failure into the JSON error shape; log 5xx with a traceback."""
+    """Turn every failure into the JSON error shape; log 5xx as one line each
+    (tracebacks at DEBUG), the 503s of an unavailable store throttled."""
     try:
         return await handler(request)
     except ShuttingDown as err:
@@ -129,11 +136,13 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return error_response(err)
     except TqdError as err:
         if err.status >= 500:
-            if err.code in _REFUSALS:
+            if isinstance(err, StorageUnavailable):
+                _log_outage(request, err)
+            elif err.code in _REFUSALS:
                 log.info("%s %s refused: %s", request.method, request.path, err.message)
             else:
-                log.error("%s %s answered %d: %s", request.method, request.path, err.status,
-                          err.message, exc_info=True)
+                log_failure(log, "%s %s answered %d", request.method, request.path, err.status,
+                            exc=err)
         return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -144,10 +153,27 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return json_response({"error": {"code": code, "message": message}}, status=exc.status,
                              headers={"Allow": allow} if allow is not None else None)
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
+        log_failure(log, "%s %s failed", request.method, request.path)
         return json_response(
             {"error": {"code": "internal", "message": "internal error; see the tqd log"}}, status=500
         )
+
+
+def _log_outage(request: web.Request, err: StorageUnavailable) -> None:
+    """Log a 503 of an unavailable store through the app's Throttle.
+
+    Throttled rather than once per outage: the API cannot tell when the
+    store is back (a request that does not touch it succeeds all along; the
+    Redis backend logs its own "answers again", SQLite has no probe), and
+    what an operator wants from it is that clients are being turned away,
+    why, since when and how many, in a log that stays a line a minute
+    however many requests arrive. The cause is the driver's exception the
+    backend translated (ConnectionError, TimeoutError...), when there was one.
+    """
+    cause = err.__cause__ or err.__context__ or err
+    request.app[OUTAGE_LOG].log("%s %s answered 503, the store is unavailable (%s)",
+                                request.method, request.path,
+                                f"{type(cause).__name__}: {err.message}")
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -226,6 +252,7 @@ def create_app(svc: Services) -> web.Application:
         client_max_size=svc.config.api.max_body_size,
     )
     app[SERVICES] = svc
+    app[OUTAGE_LOG] = Throttle(log)
     svc.storage.add_listener(svc.waiters.on_changes)
     health.add_routes(app)
     tasks.add_routes(app)
@@ -241,7 +268,12 @@ def create_app(svc: Services) -> web.Application:
     dashboard.add_routes(app)
     app.on_startup.append(lambda _: svc.events.start())
     app.on_shutdown.append(lambda _: svc.events.stop())
+    app.on_cleanup.append(_close_outage_log)
     return app
+
+
+async def _close_outage_log(app: web.Application) -> None:
+    app[OUTAGE_LOG].close()  # the count of 503s not yet summed up
 
 
 def not_found_task(task_id: str) -> NotFound:

@@ -46,6 +46,7 @@ from aiohttp import WSMsgType, web
 from tqd.api.render import queue_json
 from tqd.clock import Clock
 from tqd.errors import BadRequest, StorageUnavailable, TqdError
+from tqd.logs import log_failure
 from tqd.models import Change, rfc3339, valid_name
 from tqd.storage.base import Storage
 
@@ -265,7 +266,7 @@ class EventHub:
         except (ConnectionError, RuntimeError):
             pass  # the connection went away; the handler cleans up
         except Exception:
-            log.exception("events: a client's writer failed; closing it")
+            log_failure(log, "events: a client's writer failed; closing it")
             await client.ws.close(code=1011, message=b"internal error")
 
     async def _close_slow(self, client: Client) -> None:
@@ -298,7 +299,7 @@ class EventHub:
                 try:
                     await self._read_queues()
                 except Exception:
-                    log.exception("events: reading the queue counts failed")
+                    log_failure(log, "events: reading the queue counts failed")
                 now = loop.time()
                 for client in list(self.clients):
                     since = client.blocked_since

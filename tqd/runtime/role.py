@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 from tqd.clock import Clock
+from tqd.logs import log_failure
 
 log = logging.getLogger("tqd.roles")
 
@@ -55,9 +56,8 @@ class Role:
                 self.failures += 1
                 delay = min(self.interval, 0.1 * 2 ** min(self.failures, 8))
                 if self.failures == 1 or self.failures % 30 == 0:
-                    log.warning("%s failed (%s: %s); retrying in %.1fs",
-                                self.name, type(err).__name__, err, delay)
-                    log.debug("%s failure", self.name, exc_info=True)
+                    log_failure(log, "%s failed, retrying in %.1fs", self.name, delay,
+                                exc=err, level=logging.WARNING)
             wait = self.interval if delay is None else max(0.0, min(delay, self.interval))
             if self._stopped:
                 break

@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 from tqd.errors import BadRequest, NotFound
+from tqd.logs import log_failure
 from tqd.models import (
     ALL_QUEUES,
     FINISHED_STATES,
@@ -164,7 +165,7 @@ class Storage(ABC):
             try:
                 listener(changes)
             except Exception:
-                log.exception("a change listener failed")
+                log_failure(log, "a change listener failed")
 
     # -- producing ----------------------------------------------------------
 

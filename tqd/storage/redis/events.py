@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tqd.errors import TqdError
+from tqd.logs import log_failure
 
 log = logging.getLogger("tqd.storage.redis")
 
@@ -115,4 +116,4 @@ class Subscriber:
                 try:
                     self._on_message(message["data"])
                 except Exception:
-                    log.exception("storage: bad Redis event message dropped")
+                    log_failure(log, "storage: bad Redis event message dropped")
