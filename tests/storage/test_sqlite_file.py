@@ -180,12 +180,13 @@ def test_every_lease_statement_seeks_an_index(path):
     conn = _file_at_version(path, len(MIGRATIONS))
     lease = (1.0, None, 1.0, "w", "q")
     statements = [
-        (ops._QUEUE_FLAGS, ("q",)), (ops._LEASE_PLAIN, (*lease, 5)),
+        (ops._QUEUE_STATE, ("q",)), (ops._LEASE_PLAIN, (*lease, 5)),
         (groups._RING, ("q", "g", None, 5, True, True)), (groups._RING, ("q", "", "g", 5, False, False)),
         (groups._RING_ONE, ("q", "g", None, 1, True, True)),
         (groups._CANDIDATES, ("q", '["g", "h"]', 3, 3)),
         (ops._LEASE_FIRST_TURN, (*lease, "g", 5)), (ops._LEASE_FIRST_TURN, (*lease, None, 5)),
         (groups._HEADS_AFTER_LEASE, ("q", '["g"]', "[1, 2]")),
+        (groups._HEADS_AFTER_FIRST_TURN, ("q", '["g"]', "[1, 2]")),
         (groups._HEADS_AFTER_REMOVAL, ("q", '[["g", 0]]')),
     ]
     for sql, args in statements:

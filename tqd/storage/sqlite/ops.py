@@ -231,20 +231,28 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
 # -- consuming ----------------------------------------------------------------
 
 
-# Every lease first asks, in one cheap statement: is the queue paused (bit
-# 1), has it a concurrency or rate limit (bit 2), and does it hold grouped
-# pending tasks: fresh ones (1, a seek in group_heads) or rejoined ones (2,
-# a seek in tasks_group_rejoin)? Ungrouped tasks enter neither. An
-# unlimited queue without groups then leases with no further reads.
-_QUEUE_FLAGS = (
-    "SELECT (SELECT paused + 2 * (concurrency IS NOT NULL OR rate_limit IS NOT NULL) "
-    "FROM queues WHERE name = ?1), "
+# Every lease first reads, in one statement: the queue's row (paused, limits,
+# rate bucket, rotation cursor; NULLs when it has none), whether it holds
+# grouped pending tasks, fresh ones (1, a seek in group_heads) or rejoined
+# ones (2, a seek in tasks_group_rejoin; ungrouped tasks enter neither), and
+# its pending and processing counts. An unlimited queue without groups then
+# leases with no further reads; a limited or grouped one needs none either
+# (each statement costs the writer a wait for the GIL; see _insert_rows).
+_QUEUE_STATE = (
+    "SELECT q.paused, q.concurrency, q.rate_limit, q.rate_interval, q.rate_burst, "
+    "q.group_concurrency, q.rate_tokens, q.rate_at, q.last_group, "
     "EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) + 2 * EXISTS (SELECT 1 FROM tasks "
-    "WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL AND rejoin = 1)"
+    "WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL AND rejoin = 1), "
+    "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'pending'), "
+    "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'processing') "
+    "FROM (SELECT 1) LEFT JOIN queues q ON q.name = ?1"
 )
-_QUEUE_LIMITS = (
-    "SELECT concurrency, rate_limit, rate_interval, rate_burst, group_concurrency, "
-    "rate_tokens, rate_at, last_group FROM queues WHERE name = ?"
+# After a lease: the rotation cursor and the rate bucket in one write (the
+# queue has no row yet when it has groups but never had settings).
+_QUEUE_AFTER_LEASE = (
+    "INSERT INTO queues(name, last_group, rate_tokens, rate_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET last_group = excluded.last_group, "
+    "rate_tokens = excluded.rate_tokens, rate_at = excluded.rate_at"
 )
 _LEASE_SET = (
     "UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
@@ -279,24 +287,19 @@ def op_lease(
     # The queue row (paused, limits, bucket, rotation) is read in the same
     # transaction as the lease, so every process sees one consistent state
     # and a limit holds across them (no cached copy to go stale).
-    flags, grouped = conn.execute(_QUEUE_FLAGS, (queue,)).fetchone()
-    if flags and flags & 1:
+    (paused, concurrency, rate, interval, burst, group_cap, tokens, rate_at, last_group,
+     grouped, pending, processing) = conn.execute(_QUEUE_STATE, (queue,)).fetchone()
+    if paused:
         return Leased()
     lease_args = (now, visibility, now, worker, queue)
-    if not flags and not grouped:
+    if concurrency is None and rate is None and not grouped:
         return Leased(_lease_plain(conn, changes, queue, limit, lease_args))
 
-    concurrency, rate, interval, burst, group_cap, tokens, rate_at, last_group = (
-        conn.execute(_QUEUE_LIMITS, (queue,)).fetchone() or (None,) * 8
-    )
-    counts = dict(conn.execute(
-        "SELECT state, n FROM queue_counts WHERE queue = ? AND state IN ('pending', 'processing')",
-        (queue,),
-    ).fetchall())
-    pending = counts.get("pending", 0)
+    pending = pending or 0
+    processing = processing or 0
     allowed, binding = limit, None
     if concurrency is not None:
-        room = max(0, concurrency - counts.get("processing", 0))
+        room = max(0, concurrency - processing)
         if room < allowed:
             allowed, binding = room, "concurrency"
     level = per_second = 0.0
@@ -312,25 +315,25 @@ def op_lease(
 
     blocked = False
     tasks: list[Task] = []
+    served = last_group
     if allowed > 0:
         if grouped:
-            if group_cap is not None and counts.get("processing", 0) + allowed <= group_cap:
+            if group_cap is not None and processing + allowed <= group_cap:
                 # No group can reach its cap in this lease (a group's
                 # processing tasks are at most the queue's): skip counting
                 # each group's.
                 group_cap = None
-            tasks, blocked = _lease_groups(
+            tasks, blocked, served = _lease_groups(
                 conn, changes, queue, allowed, group_cap, last_group, lease_args, grouped == 1
             )
         else:
             tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
-    if rate is not None and tasks:
-        level = max(0.0, level - len(tasks))
-        # A clock behind the last lease's (another host) must not refill twice.
-        at = now if rate_at is None else max(now, rate_at)
-        conn.execute(
-            "UPDATE queues SET rate_tokens = ?, rate_at = ? WHERE name = ?", (level, at, queue)
-        )
+    if tasks and (rate is not None or served != last_group):
+        if rate is not None:
+            tokens = level = max(0.0, level - len(tasks))
+            # A clock behind the last lease's (another host) must not refill twice.
+            rate_at = now if rate_at is None else max(now, rate_at)
+        conn.execute(_QUEUE_AFTER_LEASE, (queue, served, tokens, rate_at))
     leased = Leased(tasks)
     if len(tasks) < limit:
         if binding is not None and len(tasks) == allowed and pending > len(tasks):
@@ -359,10 +362,10 @@ def _lease_plain(conn: Conn, changes: list, queue: str, n: int, lease_args: tupl
 def _lease_groups(
     conn: Conn, changes: list, queue: str, n: int, group_cap: int | None, last: str | None,
     lease_args: tuple, fresh_only: bool,
-) -> tuple[list[Task], bool]:
+) -> tuple[list[Task], bool, str | None]:
     """Lease up to ``n`` tasks in turns over the groups (see Storage.lease);
-    return them in lease order and whether group_concurrency held a group
-    with pending tasks back. Stores the last group served."""
+    return them in lease order, whether group_concurrency held a group with
+    pending tasks back, and the last group served (the caller stores it)."""
     rows: list = []
     blocked = False
     served = last
@@ -371,7 +374,7 @@ def _lease_groups(
         rows = conn.execute(_LEASE_FIRST_TURN, (*lease_args, last, n)).fetchall()
         key = ring_order(last)
         rows.sort(key=lambda r: key(r[_GRP] or ""))
-        _heads_after_lease(conn, queue, rows)
+        _heads_after_lease(conn, queue, rows, one_per_group=True)
         if rows:
             served = rows[-1][_GRP] or ""
         # A turn that fell short of n took every group once: the lease goes
@@ -389,23 +392,19 @@ def _lease_groups(
             rows += more
             served = plan.served
     if not rows:
-        return [], blocked
+        return [], blocked, last
     tasks = [task_from_row(r[2:]) for r in rows]
-    conn.execute(
-        "INSERT INTO queues(name, last_group) VALUES (?, ?) "
-        "ON CONFLICT(name) DO UPDATE SET last_group = excluded.last_group",
-        (queue, served),
-    )
     _move(conn, queue, "pending", "processing", len(tasks))
     changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
-    return tasks, blocked
+    return tasks, blocked, served
 
 
-def _heads_after_lease(conn: Conn, queue: str, rows: list) -> None:
+def _heads_after_lease(conn: Conn, queue: str, rows: list, one_per_group: bool = False) -> None:
     """The fresh tasks in these leased rows (seq, rejoin, TASK_COLUMNS) were
     the first of their levels: move the heads on."""
     fresh = [row for row in rows if row[_GRP] and row[1] is None]
-    heads_after_lease(conn, queue, [row[_GRP] for row in fresh], [row[0] for row in fresh])
+    heads_after_lease(conn, queue, [row[_GRP] for row in fresh], [row[0] for row in fresh],
+                      one_per_group)
 
 
 def op_extend(
