@@ -185,14 +185,13 @@ _HEADS_AFTER_ENQUEUE = (
 # A lease took the fresh tasks with the seqs in the JSON list ?3, of the
 # groups in ?2: the levels whose head it took (a lease takes each level's
 # fresh tasks from the head on) move their head to the first entry after it
-# that the lease did not take (NULL: none). One statement, however many;
-# it returns the new heads (NULL: a level left without one).
+# that the lease did not take (NULL: none). One statement, however many.
 _HEADS_AFTER_LEASE = (
     "UPDATE group_heads SET seq = (SELECT seq FROM tasks WHERE queue = ?1 AND grp = group_heads.grp "
     "AND rejoin IS NULL AND priority = group_heads.priority AND seq > group_heads.seq "
     "AND seq NOT IN (SELECT value FROM json_each(?3)) ORDER BY seq LIMIT 1) "
     "WHERE queue = ?1 AND grp IN (SELECT value FROM json_each(?2)) "
-    "AND seq IN (SELECT value FROM json_each(?3)) RETURNING seq"
+    "AND seq IN (SELECT value FROM json_each(?3))"
 )
 # The same when the lease took one task per group (its first turn): the
 # entry after a head is then never one the lease took.
@@ -225,11 +224,8 @@ def heads_after_lease(conn: Conn, queue: str, groups: Iterable[str], seqs: list[
     per group when ``one_per_group``)."""
     if seqs:
         args = (queue, orjson.dumps(list(set(groups))).decode(), orjson.dumps(seqs).decode())
-        sql = _HEADS_AFTER_FIRST_TURN if one_per_group else _HEADS_AFTER_LEASE
-        # RETURNING the seq itself: SQLite 3.40 answers "seq IS NULL" there
-        # as if for the old row (the WHERE clause holds seq non-NULL).
-        if any(seq is None for seq, in conn.execute(sql, args).fetchall()):
-            conn.execute(_HEADS_DROP, (queue,))
+        conn.execute(_HEADS_AFTER_FIRST_TURN if one_per_group else _HEADS_AFTER_LEASE, args)
+        conn.execute(_HEADS_DROP, (queue,))
 
 
 def heads_after_removal(conn: Conn, queue: str, levels: Iterable[tuple[str, int]]) -> None:
