@@ -199,3 +199,25 @@ async def test_a_random_walk_keeps_state_and_counts_exact(storage, make, clock, 
     await walk.check_tasks()
     # Guard the walk itself: it must have reached most of the life cycle.
     assert len({m.state for m in walk.tasks.values()}) >= 3
+
+
+def test_rfc3339_renders_each_time_even_right_after_another():
+    # rfc3339 keeps its last answer (a batch's tasks share created_at): a
+    # different time must never get it.
+    from tqd.models import rfc3339
+
+    a, b = 1_764_338_400.25, 1_764_338_400.250001
+    assert [rfc3339(t) for t in (a, a, b, a, 0.0, b)] == [
+        "2025-11-28T14:00:00.250000Z", "2025-11-28T14:00:00.250000Z",
+        "2025-11-28T14:00:00.250001Z", "2025-11-28T14:00:00.250000Z",
+        "1970-01-01T00:00:00.000000Z", "2025-11-28T14:00:00.250001Z",
+    ]
+    assert rfc3339(None) is None
+
+
+def test_valid_name_answers_the_same_from_its_cache():
+    from tqd.models import valid_name
+
+    for _ in range(2):  # the second round comes from the cache
+        assert [valid_name(n) for n in ("tqd.noop", "a", "-a", "a/b", "x" * 128, "x" * 129, "")] == [
+            True, True, False, False, True, False, False]
