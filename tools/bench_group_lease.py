@@ -25,7 +25,7 @@ import time
 from tqd.clock import FakeClock
 from tqd.ids import IdGenerator
 from tqd.models import Outcome, QueueLimits, Task
-from tqd.storage.sqlite import SqliteStorage, ops
+from tqd.storage.sqlite import SqliteStorage, consume
 from tqd.storage.sqlite.threads import connect
 
 QUEUE = "bench"
@@ -74,7 +74,7 @@ def main() -> int:
         while True:
             frames, started = _wal_frames(path), time.thread_time()
             conn.execute("BEGIN IMMEDIATE")
-            leased = ops.op_lease(conn, [], QUEUE, args.batch, "bench", 2000.0)
+            leased = consume.op_lease(conn, [], QUEUE, args.batch, "bench", 2000.0)
             conn.execute("COMMIT")
             lease_s += time.thread_time() - started
             if not leased:
@@ -83,7 +83,7 @@ def main() -> int:
             pages += _wal_frames(path) - frames
             started = time.thread_time()
             conn.execute("BEGIN IMMEDIATE")
-            ops.op_settle(conn, [], [
+            consume.op_settle(conn, [], [
                 Outcome(task_id=t.id, token=t.lease_token or "", kind="complete", result=b"null",
                         queue=t.queue, name=t.name)
                 for t in leased

@@ -119,10 +119,10 @@ async def test_a_version_3_file_migrates_in_place_keeping_its_tasks(path, make):
 
 
 def test_settling_and_expiring_seek_an_index(path):
-    from tqd.storage.sqlite import ops
+    from tqd.storage.sqlite import consume, ops
 
     conn = _file_at_version(path, len(MIGRATIONS))
-    for sql in (ops._COMPLETE, ops._COMPLETE_BARE, ops._RELEASE, ops._FAIL_RETRY, ops._FAIL_DEAD):
+    for sql in (consume._COMPLETE, consume._COMPLETE_BARE, consume._RELEASE, consume._FAIL_RETRY, consume._FAIL_DEAD):
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?")))
         assert "tasks_id (id=?)" in plan, (sql, plan)
     # The janitor takes the oldest finished tasks of a state from the index,
@@ -175,16 +175,16 @@ async def test_a_version_4_file_migrates_its_grouped_tasks_in_place(path, make):
 def test_every_lease_statement_seeks_an_index(path):
     # A lease must cost O(log n) per task: no statement may scan the tasks
     # table or sort it, however large a group's backlog grows.
-    from tqd.storage.sqlite import groups, ops
+    from tqd.storage.sqlite import consume, groups
 
     conn = _file_at_version(path, len(MIGRATIONS))
     lease = (1.0, None, 1.0, "w", "q")
     statements = [
-        (ops._QUEUE_STATE, ("q",)), (ops._LEASE_PLAIN, (*lease, 5)),
+        (consume._QUEUE_STATE, ("q",)), (consume._LEASE_PLAIN, (*lease, 5)),
         (groups._RING, ("q", "g", None, 5, True, True)), (groups._RING, ("q", "", "g", 5, False, False)),
         (groups._RING_ONE, ("q", "g", None, 1, True, True)),
         (groups._CANDIDATES, ("q", '["g", "h"]', 3, 3)),
-        (ops._LEASE_FIRST_TURN, (*lease, "g", 5)), (ops._LEASE_FIRST_TURN, (*lease, None, 5)),
+        (consume._LEASE_FIRST_TURN, (*lease, "g", 5)), (consume._LEASE_FIRST_TURN, (*lease, None, 5)),
         (groups._HEADS_AFTER_LEASE, ("q", '["g"]', "[1, 2]")),
         (groups._HEADS_AFTER_FIRST_TURN, ("q", '["g"]', "[1, 2]")),
         (groups._HEADS_AFTER_REMOVAL, ("q", '[["g", 0]]')),
@@ -192,7 +192,7 @@ def test_every_lease_statement_seeks_an_index(path):
     for sql, args in statements:
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "SCAN tasks" not in plan and "SCAN group_heads" not in plan, (sql, plan)
-        assert "TEMP B-TREE" not in plan or sql == ops._LEASE_FIRST_TURN, (sql, plan)
+        assert "TEMP B-TREE" not in plan or sql == consume._LEASE_FIRST_TURN, (sql, plan)
         assert "USING INDEX tasks_" in plan or "group_heads USING PRIMARY KEY" in plan, (sql, plan)
     # The ring: each group's head from group_heads (its rows in order) and
     # from a seek per group in tasks_group_rejoin, a count in
@@ -211,7 +211,7 @@ def test_every_lease_statement_seeks_an_index(path):
     assert "tasks_group_rejoin (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
     # The first turn sorts at most 2n + 1 heads, read in order from group_heads.
     plan = " | ".join(
-        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ops._LEASE_FIRST_TURN, (*lease, "g", 5))
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + consume._LEASE_FIRST_TURN, (*lease, "g", 5))
     )
     assert plan.count("group_heads USING PRIMARY KEY") == 2 and "tasks_pending" in plan, plan
     # A head moves with one seek in tasks_group_fresh; gone ones are found by
@@ -224,7 +224,7 @@ def test_every_lease_statement_seeks_an_index(path):
     assert "group_heads_gone" in plan, plan
     # Leasing the chosen tasks: one rowid lookup each.
     plan = " | ".join(
-        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + ops._LEASE_SEQS, (*lease, "[1, 2]"))
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + consume._LEASE_SEQS, (*lease, "[1, 2]"))
     )
     assert "SCAN tasks" not in plan and "INTEGER PRIMARY KEY" in plan, plan
     conn.close()

@@ -128,7 +128,7 @@ def test_a_lease_reads_with_a_few_statements_not_one_per_task(conn, n, cap, last
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 6])
 def test_a_cap_that_cannot_bind_is_not_counted_and_one_that_can_still_holds(conn, n, monkeypatch):
-    from tqd.storage.sqlite import ops
+    from tqd.storage.sqlite import consume
 
     # Group "a" has 3 processing of a cap of 5: it may take 2 more.
     seq = 0
@@ -144,8 +144,8 @@ def test_a_cap_that_cannot_bind_is_not_counted_and_one_that_can_still_holds(conn
         caps.append(group_cap)
         return plan_lease(conn, queue, n, group_cap, last)
 
-    monkeypatch.setattr(ops, "plan_lease", spy)
-    leased = ops.op_lease(conn, [], "q", n, "w", 1.0)
+    monkeypatch.setattr(consume, "plan_lease", spy)
+    leased = consume.op_lease(conn, [], "q", n, "w", 1.0)
     assert [t.group for t in leased] == ["a"] * min(n, 2)
     assert leased.limited == ("group" if n > 2 else None)
     # Each group's processing tasks are counted only when the queue's
@@ -195,7 +195,7 @@ def test_every_operation_keeps_the_lease_order_of_the_model(conn, seed):
     # the model's over what the store then holds.
     from tqd.clock import FakeClock
     from tqd.models import QueueLimits
-    from tqd.storage.sqlite import ops
+    from tqd.storage.sqlite import consume, ops
 
     from .helpers import TaskMaker
 
@@ -226,7 +226,7 @@ def test_every_operation_keeps_the_lease_order_of_the_model(conn, seed):
             ).fetchone()
             plan = plan_lease(conn, "q", n, cap, last)
             assert (plan.seqs, plan.served, plan.blocked) == (seqs, served, blocked), (seed, step)
-            got = ops.op_lease(conn, [], "q", n, "w", now)
+            got = consume.op_lease(conn, [], "q", n, "w", now)
             by_id = dict(conn.execute("SELECT id, seq FROM tasks WHERE queue = 'q'").fetchall())
             assert [by_id[t.id] for t in got] == seqs, (seed, step)
             assert got.limited == ("group" if blocked and len(seqs) < n else None), (seed, step)
@@ -243,7 +243,7 @@ def test_every_operation_keeps_the_lease_order_of_the_model(conn, seed):
                 "fail": Outcome(task_id=t.id, token=t.lease_token, kind="fail", error={"m": "x"},
                                 retry_at=rnd.choice([None, now + 2])),
             }[kind]
-            ops.op_settle(conn, [], [outcome], now)
+            consume.op_settle(conn, [], [outcome], now)
         elif op == "cancel":
             live = ids_in("pending") + ids_in("scheduled")
             if live:

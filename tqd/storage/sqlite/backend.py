@@ -1,8 +1,8 @@
 """The embedded store: one SQLite file in WAL mode.
 
 Writes go through one writer thread with group commit, reads through one
-reader thread (see threads.py); the operations themselves are in ops.py.
-Only one tqd process may use a file at a time; a
+reader thread (see threads.py); the operations themselves are in ops.py
+and consume.py. Only one tqd process may use a file at a time; a
 lock file next to it enforces that, which is also why a restarted daemon may
 take back its predecessor's leases at once.
 """
@@ -30,7 +30,7 @@ from tqd.models import (
     WorkerInfo,
 )
 from tqd.storage.base import DURABLE_FSYNC, EnqueueResult, Leased, Page, Storage
-from tqd.storage.sqlite import ops
+from tqd.storage.sqlite import consume, ops
 from tqd.storage.sqlite.schema import migrate
 from tqd.storage.sqlite.stats import op_record_stats, op_stats
 from tqd.storage.sqlite.threads import Reader, Writer, connect
@@ -129,18 +129,18 @@ class SqliteStorage(Storage):
     async def _lease(
         self, queue: str, limit: int, worker: str, now: float, visibility: float | None
     ) -> Leased:
-        return await self._write(ops.op_lease, queue, limit, worker, now, visibility)
+        return await self._write(consume.op_lease, queue, limit, worker, now, visibility)
 
     async def _extend(
         self, leases: Sequence[tuple[str, str]], now: float, visibility: float | None
     ) -> list[bool]:
-        return await self._write(ops.op_extend, leases, now, visibility)
+        return await self._write(consume.op_extend, leases, now, visibility)
 
     async def _settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
-        return await self._write(ops.op_settle, outcomes, now)
+        return await self._write(consume.op_settle, outcomes, now)
 
     async def _report_progress(self, reports: Sequence[ProgressReport]) -> list[bool]:
-        return await self._write(ops.op_progress, reports)
+        return await self._write(consume.op_progress, reports)
 
     async def _claim_firing(self, schedule: str, instant: float, now: float) -> bool:
         return await self._write(ops.op_claim_firing, schedule, instant, now)

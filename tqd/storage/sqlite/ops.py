@@ -9,6 +9,9 @@ Counts per queue and state (``queue_counts``) are adjusted by each operation
 once per batch through ``_bump``, in the same transaction as the rows they
 count; the tests compare them with the stored tasks after every kind of
 operation.
+
+The operations that run tasks (lease, extend, settle, progress) are in
+consume.py, the turns over fair groups in groups.py.
 """
 
 from __future__ import annotations
@@ -29,25 +32,18 @@ from tqd.models import (
     STATES,
     Change,
     Firing,
-    Outcome,
-    ProgressReport,
     QueueChange,
     QueueInfo,
     QueueLimits,
     Task,
     make_error,
-    progress_json,
     zero_counts,
 )
-from tqd.storage.base import EnqueueResult, Leased, Page
+from tqd.storage.base import EnqueueResult, Page
 from tqd.storage.sqlite.groups import (
-    FIRST_TURN,
     REJOIN,
     heads_after_enqueue,
-    heads_after_lease,
     heads_after_removal,
-    plan_lease,
-    ring_order,
 )
 from tqd.storage.sqlite.schema import TASK_COLUMNS
 from tqd.storage.sqlite.threads import mergeable
@@ -56,6 +52,8 @@ Conn = sqlite3.Connection
 Deltas = Counter  # (queue, state) -> change in the count
 
 _SELECT = f"SELECT {TASK_COLUMNS} FROM tasks"
+#: SET clause for a task that leaves processing: its lease is gone.
+CLEAR_LEASE = "lease_token = NULL, lease_expires_at = NULL"
 _ERRORS_COL = 14  # position of ``errors`` in TASK_COLUMNS
 
 
@@ -228,299 +226,6 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
     return results
 
 
-# -- consuming ----------------------------------------------------------------
-
-
-# Every lease first reads, in one statement: the queue's row (paused, limits,
-# rate bucket, rotation cursor; NULLs when it has none), whether it holds
-# grouped pending tasks, fresh ones (1, a seek in group_heads) or rejoined
-# ones (2, a seek in tasks_group_rejoin; ungrouped tasks enter neither), and
-# its pending and processing counts. An unlimited queue without groups then
-# leases with no further reads; a limited or grouped one needs none either
-# (each statement costs the writer a wait for the GIL; see _insert_rows).
-_QUEUE_STATE = (
-    "SELECT q.paused, q.concurrency, q.rate_limit, q.rate_interval, q.rate_burst, "
-    "q.group_concurrency, q.rate_tokens, q.rate_at, q.last_group, "
-    "EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) + 2 * EXISTS (SELECT 1 FROM tasks "
-    "WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL AND rejoin = 1), "
-    "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'pending'), "
-    "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'processing') "
-    "FROM (SELECT 1) LEFT JOIN queues q ON q.name = ?1"
-)
-# After a lease: the rotation cursor and the rate bucket in one write (the
-# queue has no row yet when it has groups but never had settings).
-_QUEUE_AFTER_LEASE = (
-    "INSERT INTO queues(name, last_group, rate_tokens, rate_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT(name) DO UPDATE SET last_group = excluded.last_group, "
-    "rate_tokens = excluded.rate_tokens, rate_at = excluded.rate_at"
-)
-_LEASE_SET = (
-    "UPDATE tasks SET state = 'processing', lease_token = lower(hex(randomblob(8))), "
-    "lease_expires_at = ? + coalesce(?, visibility_timeout), started_at = ?, worker = ? "
-)
-# Ungrouped pending tasks in lease order (the partial tasks_pending index).
-_LEASE_PLAIN = (
-    _LEASE_SET + "WHERE seq IN (SELECT seq FROM tasks WHERE state = 'pending' AND queue = ? "
-    f"AND grp IS NULL ORDER BY priority DESC, seq LIMIT ?) RETURNING priority, seq, {TASK_COLUMNS}"
-)
-# The tasks a grouped lease chose (groups.plan_lease), by seq in the JSON
-# list ?6: one rowid lookup each, in one statement. (?5, the queue, is not
-# needed: the seqs were read in this transaction.)
-_LEASE_SEQS = (
-    _LEASE_SET + "WHERE seq IN (SELECT value FROM json_each(?6)) AND state = 'pending' "
-    f"RETURNING seq, rejoin, {TASK_COLUMNS}"
-)
-#: Where a leased row (seq, rejoin, TASK_COLUMNS) holds the group.
-_GRP = 2 + TASK_COLUMNS.split(", ").index("grp")
-# The first turn over the groups (groups.FIRST_TURN).
-_LEASE_FIRST_TURN = (
-    _LEASE_SET + f"WHERE seq IN ({FIRST_TURN}) AND state = 'pending' RETURNING seq, rejoin, {TASK_COLUMNS}"
-)
-#: Slack when counting whole tokens, so 0.9999999 tokens from float steps count as 1.
-_TOKEN_EPS = 1e-9
-
-
-def op_lease(
-    conn: Conn, changes: list, queue: str, limit: int, worker: str, now: float,
-    visibility: float | None = None,
-) -> Leased:
-    # The queue row (paused, limits, bucket, rotation) is read in the same
-    # transaction as the lease, so every process sees one consistent state
-    # and a limit holds across them (no cached copy to go stale).
-    (paused, concurrency, rate, interval, burst, group_cap, tokens, rate_at, last_group,
-     grouped, pending, processing) = conn.execute(_QUEUE_STATE, (queue,)).fetchone()
-    if paused:
-        return Leased()
-    lease_args = (now, visibility, now, worker, queue)
-    if concurrency is None and rate is None and not grouped:
-        return Leased(_lease_plain(conn, changes, queue, limit, lease_args))
-
-    pending = pending or 0
-    processing = processing or 0
-    allowed, binding = limit, None
-    if concurrency is not None:
-        room = max(0, concurrency - processing)
-        if room < allowed:
-            allowed, binding = room, "concurrency"
-    level = per_second = 0.0
-    if rate is not None:
-        capacity = burst if burst is not None else rate
-        per_second = rate / (interval or 1.0)
-        level = float(capacity) if tokens is None else min(
-            float(capacity), tokens + max(0.0, now - rate_at) * per_second
-        )
-        whole = int(level + _TOKEN_EPS)
-        if whole < allowed:  # on a tie concurrency stays the reason: it frees slowest
-            allowed, binding = whole, "rate"
-
-    blocked = False
-    tasks: list[Task] = []
-    served = last_group
-    if allowed > 0:
-        if grouped:
-            if group_cap is not None and processing + allowed <= group_cap:
-                # No group can reach its cap in this lease (a group's
-                # processing tasks are at most the queue's): skip counting
-                # each group's.
-                group_cap = None
-            tasks, blocked, served = _lease_groups(
-                conn, changes, queue, allowed, group_cap, last_group, lease_args, grouped == 1
-            )
-        else:
-            tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
-    if tasks and (rate is not None or served != last_group):
-        if rate is not None:
-            tokens = level = max(0.0, level - len(tasks))
-            # A clock behind the last lease's (another host) must not refill twice.
-            rate_at = now if rate_at is None else max(now, rate_at)
-        conn.execute(_QUEUE_AFTER_LEASE, (queue, served, tokens, rate_at))
-    leased = Leased(tasks)
-    if len(tasks) < limit:
-        if binding is not None and len(tasks) == allowed and pending > len(tasks):
-            leased.limited = binding
-        elif blocked:
-            leased.limited = "group"
-        if leased.limited == "rate":
-            fraction = max(0.0, level - int(level + _TOKEN_EPS))
-            leased.retry_in = (1.0 - fraction) / per_second
-    return leased
-
-
-def _lease_plain(conn: Conn, changes: list, queue: str, n: int, lease_args: tuple) -> list[Task]:
-    """Lease up to ``n`` ungrouped tasks in priority, then FIFO order."""
-    rows = conn.execute(_LEASE_PLAIN, (*lease_args, n)).fetchall()
-    if not rows:
-        return []
-    # RETURNING comes in no promised order; hand the tasks out in lease order.
-    rows.sort(key=lambda r: (-r[0], r[1]))
-    tasks = [task_from_row(r[2:]) for r in rows]
-    _move(conn, queue, "pending", "processing", len(tasks))
-    changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
-    return tasks
-
-
-def _lease_groups(
-    conn: Conn, changes: list, queue: str, n: int, group_cap: int | None, last: str | None,
-    lease_args: tuple, fresh_only: bool,
-) -> tuple[list[Task], bool, str | None]:
-    """Lease up to ``n`` tasks in turns over the groups (see Storage.lease);
-    return them in lease order, whether group_concurrency held a group with
-    pending tasks back, and the last group served (the caller stores it)."""
-    rows: list = []
-    blocked = False
-    served = last
-    if fresh_only and group_cap is None:
-        # The usual case in one statement: the first turn (groups.FIRST_TURN).
-        rows = conn.execute(_LEASE_FIRST_TURN, (*lease_args, last, n)).fetchall()
-        key = ring_order(last)
-        rows.sort(key=lambda r: key(r[_GRP] or ""))
-        _heads_after_lease(conn, queue, rows, one_per_group=True)
-        if rows:
-            served = rows[-1][_GRP] or ""
-        # A turn that fell short of n took every group once: the lease goes
-        # on with the next turns, from the last group served.
-        n = n - len(rows) if rows else 0
-    if n > 0:
-        plan = plan_lease(conn, queue, n, group_cap, served)
-        blocked = plan.blocked
-        if plan.seqs:
-            more = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(plan.seqs).decode())).fetchall()
-            # RETURNING comes in no promised order; hand the tasks out as chosen.
-            order = {seq: i for i, seq in enumerate(plan.seqs)}
-            more.sort(key=lambda r: order[r[0]])
-            _heads_after_lease(conn, queue, more)
-            rows += more
-            served = plan.served
-    if not rows:
-        return [], blocked, last
-    tasks = [task_from_row(r[2:]) for r in rows]
-    _move(conn, queue, "pending", "processing", len(tasks))
-    changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
-    return tasks, blocked, served
-
-
-def _heads_after_lease(conn: Conn, queue: str, rows: list, one_per_group: bool = False) -> None:
-    """The fresh tasks in these leased rows (seq, rejoin, TASK_COLUMNS) were
-    the first of their levels: move the heads on."""
-    fresh = [row for row in rows if row[_GRP] and row[1] is None]
-    heads_after_lease(conn, queue, [row[_GRP] for row in fresh], [row[0] for row in fresh],
-                      one_per_group)
-
-
-def op_extend(
-    conn: Conn, changes: list, leases: Sequence[tuple[str, str]], now: float,
-    visibility: float | None = None,
-) -> list[bool]:
-    sql = (
-        "UPDATE tasks SET lease_expires_at = ? + coalesce(?, visibility_timeout) "
-        "WHERE id = ? AND lease_token = ? AND state = 'processing'"
-    )
-    return [
-        conn.execute(sql, (now, visibility, tid, token)).rowcount == 1 for tid, token in leases
-    ]
-
-
-_GUARD = "WHERE id = ? AND lease_token = ? AND state = 'processing'"
-_CLEAR_LEASE = "lease_token = NULL, lease_expires_at = NULL"
-_COMPLETE = (
-    "UPDATE tasks SET state = 'completed', result = ?, finished_at = ?, attempts = attempts + 1, "
-    f"started_at = coalesce(?, started_at), {_CLEAR_LEASE} {_GUARD}"
-)
-# _COMPLETE without a result and with started_at kept.
-_COMPLETE_BARE = (
-    "UPDATE tasks SET state = 'completed', result = NULL, finished_at = ?, "
-    f"attempts = attempts + 1, {_CLEAR_LEASE} {_GUARD}"
-)
-_RELEASE = f"UPDATE tasks SET state = 'pending', {_CLEAR_LEASE}, worker = NULL, {REJOIN} {_GUARD}"
-_FAIL_RETRY = (
-    "UPDATE tasks SET state = 'scheduled', run_at = ?, errors = ?, attempts = attempts + 1, "
-    f"started_at = coalesce(?, started_at), {_CLEAR_LEASE}, worker = NULL {_GUARD}"
-)
-_FAIL_DEAD = (
-    "UPDATE tasks SET state = 'failed', finished_at = ?, errors = ?, attempts = attempts + 1, "
-    f"started_at = coalesce(?, started_at), {_CLEAR_LEASE} {_GUARD}"
-)
-
-
-def op_settle(conn: Conn, changes: list, outcomes: Sequence[Outcome], now: float) -> list[bool]:
-    accepted = [False] * len(outcomes)
-    deltas: Deltas = Counter()
-    slow = list(range(len(outcomes)))
-    # Fast path: completions whose queue and name the caller knows go in one
-    # executemany. If any token turns out stale the row counts disagree; then
-    # undo it and take the careful path, one statement per outcome.
-    fast = [i for i, o in enumerate(outcomes) if o.kind == "complete" and o.queue and o.name]
-    if fast:
-        conn.execute("SAVEPOINT settle_fast")
-        if all(outcomes[i].result is None and outcomes[i].started_at is None for i in fast):
-            # Handlers that return nothing (the common case): bind no None,
-            # which Python 3.11's sqlite3 passes through its adapter lookup,
-            # several times the cost of binding an int or str.
-            cursor = conn.executemany(
-                _COMPLETE_BARE, [(now, o.task_id, o.token) for o in (outcomes[i] for i in fast)]
-            )
-        else:
-            cursor = conn.executemany(
-                _COMPLETE,
-                [(o.result, now, o.started_at, o.task_id, o.token)
-                 for o in (outcomes[i] for i in fast)],
-            )
-        if cursor.rowcount == len(fast):
-            conn.execute("RELEASE settle_fast")
-            for i in fast:
-                o = outcomes[i]
-                accepted[i] = True
-                deltas[(o.queue, "processing")] -= 1
-                deltas[(o.queue, "completed")] += 1
-                changes.append(Change(o.task_id, o.queue, o.name, "completed", "settle"))
-            done = set(fast)
-            slow = [i for i in slow if i not in done]
-        else:
-            conn.execute("ROLLBACK TO settle_fast")
-            conn.execute("RELEASE settle_fast")
-    for i in slow:
-        o = outcomes[i]
-        row, state = _settle_one(conn, o, now)
-        if row is not None:
-            accepted[i] = True
-            deltas[(row[0], "processing")] -= 1
-            deltas[(row[0], state)] += 1
-            changes.append(Change(o.task_id, row[0], row[1], state, "settle"))
-    _bump(conn, deltas)
-    return accepted
-
-
-def _settle_one(conn: Conn, o: Outcome, now: float) -> tuple[Any, str]:
-    returning = " RETURNING queue, name"
-    if o.kind == "complete":
-        row = conn.execute(_COMPLETE + returning, (o.result, now, o.started_at, o.task_id, o.token))
-        return row.fetchone(), "completed"
-    if o.kind == "release":
-        return conn.execute(_RELEASE + returning, (o.task_id, o.token)).fetchone(), "pending"
-    errors = _append_error(conn, o.task_id, o.error or {})
-    if o.retry_at is not None:
-        row = conn.execute(
-            _FAIL_RETRY + returning, (o.retry_at, errors, o.started_at, o.task_id, o.token)
-        )
-        return row.fetchone(), "scheduled"
-    row = conn.execute(_FAIL_DEAD + returning, (now, errors, o.started_at, o.task_id, o.token))
-    return row.fetchone(), "failed"
-
-
-def _append_error(conn: Conn, task_id: str, error: dict) -> bytes:
-    row = conn.execute("SELECT errors FROM tasks WHERE id = ?", (task_id,)).fetchone()
-    history = orjson.loads(row[0]) if row and row[0] else []
-    history.append(error)
-    return orjson.dumps(history[-ERROR_HISTORY:])
-
-
-def op_progress(conn: Conn, changes: list, reports: Sequence[ProgressReport]) -> list[bool]:
-    sql = f"UPDATE tasks SET progress = ? {_GUARD}"
-    return [
-        conn.execute(sql, (progress_json(r), r.task_id, r.token)).rowcount == 1 for r in reports
-    ]
-
-
 # -- background roles ---------------------------------------------------------
 
 
@@ -541,7 +246,7 @@ def op_reclaim(conn: Conn, changes: list, where: str, params: tuple, now: float,
         state, finished = ("failed", now) if attempts >= t.max_attempts else ("pending", None)
         conn.execute(
             "UPDATE tasks SET state = ?, attempts = ?, errors = ?, finished_at = ?, "
-            f"{_CLEAR_LEASE}, worker = NULL, {REJOIN} WHERE id = ?",
+            f"{CLEAR_LEASE}, worker = NULL, {REJOIN} WHERE id = ?",
             (state, attempts, orjson.dumps(history), finished, t.id),
         )
         deltas[(t.queue, "processing")] -= 1
@@ -646,7 +351,7 @@ def op_cancel(conn: Conn, changes: list, task_id: str, now: float) -> Task:
             f"task {task_id} is {task.state}; only pending, scheduled or processing tasks can be cancelled"
         )
     row = conn.execute(
-        f"UPDATE tasks SET state = 'cancelled', finished_at = ?, {_CLEAR_LEASE}, {REJOIN} "
+        f"UPDATE tasks SET state = 'cancelled', finished_at = ?, {CLEAR_LEASE}, {REJOIN} "
         f"WHERE id = ? RETURNING {TASK_COLUMNS}",
         (now, task_id),
     ).fetchone()
@@ -661,7 +366,7 @@ def op_cancel(conn: Conn, changes: list, task_id: str, now: float) -> Task:
 # is let go when the task finishes): unique_until is cleared.
 _REVIVE = (
     "state = 'pending', max_attempts = attempts + attempt_budget, finished_at = NULL, "
-    f"run_at = NULL, result = NULL, worker = NULL, unique_until = NULL, {_CLEAR_LEASE}, {REJOIN}"
+    f"run_at = NULL, result = NULL, worker = NULL, unique_until = NULL, {CLEAR_LEASE}, {REJOIN}"
 )
 
 
