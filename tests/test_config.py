@@ -53,6 +53,11 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
     ("a zero group concurrency", "[queues.q]\ngroup_concurrency = 0\n",
      "queues.q.group_concurrency", ">= 1"),
     ("paused not a boolean", '[queues.q]\npaused = "yes"\n', "queues.q.paused", "expected `bool"),
+    ("no connections at all", "[api]\nmax_connections = 0\n", "api.max_connections", ">= 1"),
+    ("connections beyond any file limit", "[api]\nmax_connections = 2000000\n",
+     "api.max_connections", "<= 1048576"),
+    ("connections not a number", '[api]\nmax_connections = "many"\n', "api.max_connections",
+     "expected `int`"),
 ]
 
 
@@ -108,6 +113,7 @@ def test_no_file_at_all_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert config.listen == DEFAULT_LISTEN == "127.0.0.1:7411"
     assert config.storage_url == f"sqlite://{tmp_path}/tqd.db"
     assert config.shutdown_grace == 25.0
+    assert config.api.max_connections == 1024
     assert config.defaults.max_attempts == 3 and config.defaults.visibility_timeout == 30.0
     assert config.retention.completed == 7 * 86400
     assert config.api.max_body_size == 1024 * 1024 and config.api.max_batch == 1000
@@ -191,7 +197,8 @@ def test_config_check_exits_0_on_a_good_file(tmp_path: Path) -> None:
     assert proc.stderr == ""
 
 
-@pytest.mark.parametrize("case", [BAD_FILES[0], BAD_FILES[4], BAD_FILES[6], BAD_FILES[11]],
+@pytest.mark.parametrize("case", [BAD_FILES[0], BAD_FILES[4], BAD_FILES[6], BAD_FILES[11],
+                                  *(c for c in BAD_FILES if c[2] == "api.max_connections")],
                          ids=lambda c: c[0])
 def test_config_check_exits_2_with_one_line(tmp_path: Path, case: tuple[str, str, str, str]) -> None:
     _, text, key, wrong = case

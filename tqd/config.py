@@ -27,6 +27,9 @@ DEFAULT_PORT = 7411
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 DB_FILENAME = "tqd.db"
+#: [api] max_connections unless set (as nginx's worker_connections); the
+#: shipped systemd unit's LimitNOFILE=65536 leaves room for it and more.
+DEFAULT_MAX_CONNECTIONS = 1024
 
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -275,6 +278,10 @@ class ApiConfig(_Section):
     header_timeout: PositiveSeconds = 15.0
     #: Seconds a request body may take to arrive; 408 after.
     body_timeout: PositiveSeconds = 30.0
+    #: Most client connections open at once (WebSocket included); more get
+    #: 503 too_many_connections. Cut at start to what the open-file limit
+    #: allows (tqd/api/connections.py).
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] = DEFAULT_MAX_CONNECTIONS
 
 
 class TokenConfig(_Section):

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from tqd.api.app import Services, create_app
+from tqd.api.connections import ConnectionLimit, LimitedSite, effective_limit
 from tqd.api.limits import server_settings
 from tqd.clock import Clock, SystemClock
-from tqd.config import Config, load_config
+from tqd.config import DEFAULT_MAX_CONNECTIONS, Config, load_config
 from tqd.errors import ConfigError
 from tqd.exposure import is_loopback, tls_context
 from tqd.reload import pool_settings, reload_daemon
@@ -75,6 +76,8 @@ class Daemon:
     roles: list[Role] = field(default_factory=list)
     cron: Cron | None = None
     progress: ProgressWriter | None = None
+    #: The limit on open HTTP connections ([api] max_connections).
+    connections: ConnectionLimit | None = None
     url: str = ""
     _role_jobs: list[asyncio.Task] = field(default_factory=list)
     #: Closings of handler sets a reload replaced (see tqd/reload.py).
@@ -121,9 +124,16 @@ class Daemon:
         if self.pool is not None:
             await self.pool.start()
 
+        limit, cut = effective_limit(cfg)
+        if cut is not None:
+            # The default adapting to a low limit (a shell's ulimit) is news;
+            # a value the operator chose and cannot have is a warning.
+            explicit = cfg.api.max_connections != DEFAULT_MAX_CONNECTIONS
+            log.log(logging.WARNING if explicit else logging.INFO, "%s", cut)
+        self.connections = ConnectionLimit(limit)
         self.services = Services(
             storage=storage, catalog=self.catalog, config=cfg, clock=self.clock, pool=self.pool,
-            meter=self.meter, cron=self.cron, progress=self.progress,
+            meter=self.meter, cron=self.cron, progress=self.progress, connections=self.connections,
         )
         app = create_app(self.services)
         self._runner = web.AppRunner(
@@ -131,7 +141,8 @@ class Daemon:
         )
         await self._runner.setup()
         tls = tls_context(cfg)
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, reuse_address=True, ssl_context=tls)
+        site = LimitedSite(self._runner, self.connections, cfg.host, cfg.port, reuse_address=True,
+                           ssl_context=tls)
         try:
             await site.start()
         except OSError as err:  # port taken, address not on this host, no permission
@@ -235,6 +246,8 @@ class Daemon:
                 log.warning("could not unregister this process: %s", err)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.connections is not None:
+            self.connections.close()
         if self.progress is not None:
             await self.progress.close()
         if self.handlers is not None:

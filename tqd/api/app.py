@@ -41,6 +41,7 @@ from tqd.runtime.progress import ProgressWriter
 from tqd.storage.base import Storage
 
 if TYPE_CHECKING:
+    from tqd.api.connections import ConnectionLimit
     from tqd.api.events import EventHub
     from tqd.api.metrics import HttpMeter, Metrics
 
@@ -66,6 +67,9 @@ class Services:
     #: This process's task counters (the daemon feeds it; create_app makes
     #: one when none is given).
     meter: Meter | None = None
+    #: The limit on open connections (the daemon makes it; None: no limit,
+    #: as under a test server).
+    connections: ConnectionLimit | None = None
     #: Made by create_app: request counters, /metrics, the /v1/events hub.
     http_meter: HttpMeter | None = None
     metrics: Metrics | None = None

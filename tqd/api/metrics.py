@@ -237,9 +237,20 @@ def write_tqd(ex: Exposition, out: list[str], meter: Meter, http: HttpMeter,
 
 
 def service_samples(svc: Any) -> Iterable[tuple[str, str, str, float]]:
-    """(name, type, help, value) of the parts of one process: pool and event stream."""
+    """(name, type, help, value) of the parts of one process: pool, connections
+    and event stream."""
     running = len(svc.pool.running) if svc.pool is not None else 0
     yield "tqd_tasks_running", "gauge", "Tasks running in this process now.", running
+    limit = svc.connections
+    if limit is not None:
+        yield ("tqd_http_connections", "gauge",
+               "Client connections open now (WebSocket included).", limit.open)
+        yield ("tqd_http_connections_limit", "gauge",
+               "Most client connections served at once ([api] max_connections, cut to the "
+               "open-file limit).", limit.limit)
+        yield ("tqd_http_connections_refused_total", "counter",
+               "Connections turned away (503 too_many_connections) because the limit was "
+               "reached.", limit.refused)
     hub = svc.events
     if hub is not None:
         yield ("tqd_events_clients", "gauge", "WebSocket clients of /v1/events now.",
