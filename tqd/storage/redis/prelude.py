@@ -228,14 +228,22 @@ local function enter(id, st, prio, name, at, grp)
   note(id, name, st)
 end
 
--- write the group indexes: a group is in gs exactly while g:<grp> exists
+-- write the group indexes: a group is in gs exactly while g:<grp> exists,
+-- so gs changes only for a group that gains its first task or loses its
+-- last (an EXISTS before and after; a ZADD to gs, a listpack of up to 128
+-- names, costs many times one, and a lease touched every group it served)
 local function flush_groups()
-  local touched = {}
-  for grp, ids in pairs(pend.grem) do zmany('ZREM', QP .. 'g:' .. grp, ids); touched[grp] = true end
-  for grp, args in pairs(pend.gadd) do zmany('ZADD', QP .. 'g:' .. grp, args); touched[grp] = true end
-  for grp in pairs(touched) do
-    if redis.call('EXISTS', QP .. 'g:' .. grp) == 1 then redis.call('ZADD', QP .. 'gs', 0, grp)
-    else redis.call('ZREM', QP .. 'gs', grp) end
+  local before = {}
+  for grp in pairs(pend.grem) do before[grp] = redis.call('EXISTS', QP .. 'g:' .. grp) end
+  for grp in pairs(pend.gadd) do
+    if not before[grp] then before[grp] = redis.call('EXISTS', QP .. 'g:' .. grp) end
+  end
+  for grp, ids in pairs(pend.grem) do zmany('ZREM', QP .. 'g:' .. grp, ids) end
+  for grp, args in pairs(pend.gadd) do zmany('ZADD', QP .. 'g:' .. grp, args) end
+  for grp, was in pairs(before) do
+    local is = redis.call('EXISTS', QP .. 'g:' .. grp)
+    if is == 1 and was == 0 then redis.call('ZADD', QP .. 'gs', 0, grp)
+    elseif is == 0 and was == 1 then redis.call('ZREM', QP .. 'gs', grp) end
   end
   for grp, n in pairs(pend.gproc) do
     if n ~= 0 and redis.call('HINCRBY', QP .. 'gp', grp, n) <= 0 then redis.call('HDEL', QP .. 'gp', grp) end
