@@ -72,6 +72,27 @@ async def test_group_concurrency_caps_each_group(storage, make, clock):
     assert groups_of(await storage.lease("q", 10, "w", clock.now())) == ["a"]
 
 
+async def test_a_cap_set_while_tasks_run_counts_them(storage, make, clock):
+    # The tasks leased before there was a cap count against it once there
+    # is one (Redis keeps each group's processing count only under a cap
+    # that could bind, and builds it from the processing tasks then), and
+    # the count follows settles, a cap that cannot bind, and no cap.
+    await put(storage, *make.many(6, group="a"), *make.many(6, group="b"))
+    first = await storage.lease("q", 4, "w", clock.now())  # a, b, a, b
+    await storage.set_limits("q", QueueLimits(group_concurrency=3), clock.now())
+    assert groups_of(await storage.lease("q", 10, "w", clock.now())) == ["a", "b"]
+    await storage.settle([complete(t) for t in first if t.group == "a"], clock.now())
+    await storage.set_limits("q", QueueLimits(group_concurrency=1000), clock.now())
+    await storage.set_limits("q", QueueLimits(group_concurrency=3), clock.now())
+    assert groups_of(await storage.lease("q", 10, "w", clock.now())) == ["a", "a"]
+    await storage.set_limits("q", QueueLimits(), clock.now())
+    assert len(await storage.lease("q", 1, "w", clock.now())) == 1
+    await storage.set_limits("q", QueueLimits(group_concurrency=3), clock.now())
+    again = await storage.lease("q", 10, "w", clock.now())
+    assert list(again) == [] and again.limited == "group"
+    await assert_counts_exact(storage)
+
+
 async def test_ungrouped_tasks_are_not_capped_by_group_concurrency(storage, make, clock):
     await put(storage, *make.many(3))
     await storage.set_limits("q", QueueLimits(group_concurrency=1), clock.now())

@@ -199,14 +199,51 @@ end
 -- group's index g:<grp> (score -priority, so priority then id order) and
 -- counted in the count field _g (grouped pending tasks: the lease takes its
 -- fast path while it is 0); gs holds the names of the groups with pending
--- tasks (all scores 0: name order); gp counts each group's processing tasks.
+-- tasks (all scores 0: name order); gp counts each group's processing tasks
+-- while the count field _gk is set.
+--
+-- gp is kept only while group_concurrency could bind: two HINCRBYs per
+-- grouped task (lease and settle) were a large part of what groups cost,
+-- and without a cap, or with one no group can reach, nobody reads gp. The
+-- lease that first needs it builds it from z:processing and sets _gk
+-- (build_gp); a lease of a queue without a cap drops it again.
+local GP_KEPT = nil  -- whether gp is kept (read once per script, when needed)
+local function gp_kept()
+  if GP_KEPT == nil then GP_KEPT = redis.call('HEXISTS', COUNTS, '_gk') == 1 end
+  return GP_KEPT
+end
+
 local function grouped(id, st, prio, grp, delta)
   if st == 'pending' then
     if delta > 0 then defer2(pend.gadd, grp, -tonumber(prio), id) else defer(pend.grem, grp, id) end
     pend.count['_g'] = (pend.count['_g'] or 0) + delta
-  elseif st == 'processing' then
+  elseif st == 'processing' and gp_kept() then
     pend.gproc[grp] = (pend.gproc[grp] or 0) + delta
   end
+end
+
+-- start keeping gp: count the processing tasks of each group
+local function build_gp()
+  local n = {}
+  for _, id in ipairs(redis.call('ZRANGE', QP .. 'z:processing', 0, -1)) do
+    local grp = redis.call('HGET', tkey(id), 'gr')
+    if grp then n[grp] = (n[grp] or 0) + 1 end
+  end
+  redis.call('DEL', QP .. 'gp')
+  local args = {}
+  for grp, c in pairs(n) do args[#args + 1] = grp; args[#args + 1] = c end
+  for j = 1, #args, 4000 do
+    redis.call('HSET', QP .. 'gp', unpack(args, j, math.min(j + 3999, #args)))
+  end
+  redis.call('HSET', COUNTS, '_gk', '1')
+  GP_KEPT = true
+end
+
+-- stop keeping gp
+local function drop_gp()
+  redis.call('DEL', QP .. 'gp')
+  redis.call('HDEL', COUNTS, '_gk')
+  GP_KEPT = false
 end
 
 -- the task leaves state st: out of its stream, time index and count

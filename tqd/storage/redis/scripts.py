@@ -128,7 +128,8 @@ return {out, publish()}
 # _r rate_limit, _i rate_interval, _b rate_burst, _gc group_concurrency, _t
 # and _tt the rate bucket's tokens and the time they were counted at, _x the
 # group served last (the rotation cursor; '' = the ungrouped tasks), _d the
-# config digest, _g the number of grouped pending tasks.
+# config digest, _g the number of grouped pending tasks, _gk set while gp
+# (each group's processing tasks) is kept (see the prelude).
 LEASE = _queue_script("""
 if redis.call('EXISTS', QP .. 'paused') == 1 then return {{}, '', '', ''} end
 local limit, worker, now = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -156,6 +157,17 @@ if rl then
 end
 -- one task more than allowed, if there is one, tells that a limit held it back
 local ask = math.min(limit, allowed + 1)
+-- gc: the group cap, when this lease could meet it (no group holds more
+-- than the queue's processing tasks); gp is read then, and kept from then on
+local gc = tonumber(q._gc)
+GP_KEPT = q._gk ~= nil
+if not gc then
+  if GP_KEPT then drop_gp() end
+elseif tonumber(q.processing or '0') + ask <= gc then
+  gc = nil
+elseif not GP_KEPT then
+  build_gp()
+end
 
 -- the first n ungrouped pending ids in lease order (priority, then id)
 local function ungrouped_first(n)
@@ -190,7 +202,6 @@ if ask > 0 and grouped_n == 0 then
   -- the fast path: no grouped task is pending
   for _, id in ipairs(ungrouped_first(ask)) do picks[#picks + 1] = id; served[#served + 1] = '' end
 elseif ask > 0 then
-  local gc = tonumber(q._gc)
   local ungrouped_n = tonumber(q.pending or '0') - grouped_n
   -- the first turn: up to ask groups with room, in rotation order after
   -- the cursor ('' first, then the names in gs); busy: their processing
