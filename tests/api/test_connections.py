@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import ssl
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 from tests.api.test_metrics import scrape, value
 from tests.helpers.daemon import Daemon as ServeProcess
 from tests.helpers.daemon import wait_until
+from tests.helpers.tls import self_signed
 from tests.storage.redis.waiting import eventually
 from tqd.api import connections
 from tqd.api.connections import ConnectionLimit, effective_limit, reserved_descriptors
@@ -252,18 +251,8 @@ async def test_tqd_serve_cuts_a_burst_at_the_limit_and_logs_it_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with openssl."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is not installed (apt-get install openssl)")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )
-    return cert, key
+    """A self-signed certificate for localhost and 127.0.0.1."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 async def test_over_tls_the_refusal_is_answered_too(start_tqd, certificate):

@@ -4,7 +4,6 @@ and no token in any log line."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.daemon import ROOT, Daemon, tqd_env
+from tests.helpers.tls import self_signed
 from tqd.config import load_config
 from tqd.exposure import tls_context
 from tqd.tokens import hash_token
@@ -79,18 +79,8 @@ def test_insecure_no_auth_and_tokens_both_allow_any_address(tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1, made with openssl."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is not installed (apt-get install openssl)")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )
-    return cert, key
+    """A self-signed certificate for localhost and 127.0.0.1."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_serves_https_with_the_configured_certificate(tmp_path: Path,
