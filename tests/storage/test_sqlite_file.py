@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from tqd.clock import FakeClock
-from tqd.errors import ConfigError
+from tqd.errors import ConfigError, StorageUnavailable
 from tqd.models import NO_LIMITS, Task, make_error
 from tqd.storage.sqlite import SqliteStorage
 from tqd.storage.sqlite.schema import MIGRATIONS, TASK_COLUMNS, _statements
@@ -271,3 +271,32 @@ async def test_a_batch_keeps_every_value_exactly_and_its_order(path, make):
         assert sorted(r[0] for r in types) == ["blob", "blob"]
     finally:
         conn.close()
+
+
+async def test_a_full_disk_fails_each_write_and_logs_once(path, make, caplog):
+    # SQLite's I/O errors fail every write while they last: each caller gets
+    # StorageUnavailable, the log gets one line (then one a minute), and the
+    # count of the others is written when the store closes.
+    import logging
+
+    s = SqliteStorage(path)
+    await s.open()
+    caplog.set_level(logging.INFO, logger="tqd.storage.sqlite")
+    conn = s._writer._conn  # the writer thread is idle between operations
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # a full disk, as SQLite sees it
+    payload = b'"' + b"x" * 3000 + b'"'
+    for _ in range(12):
+        with pytest.raises(StorageUnavailable, match="full"):
+            await s.enqueue(make.many(5, payload=payload))
+    for _ in range(100):  # the log lines are written on the event loop
+        if any("SQLite error" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
+    lines = [r for r in caplog.records if "SQLite" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR", [r.getMessage() for r in lines]
+    assert "database or disk is full" in lines[0].getMessage()
+    await s.close()
+    summary = [r.getMessage() for r in caplog.records if "like it in the last" in r.getMessage()]
+    assert len(summary) == 1 and "11 like it" in summary[0], summary
+    assert not any("Traceback" in r.getMessage() or r.exc_info for r in caplog.records)

@@ -105,6 +105,7 @@ class SqliteStorage(Storage):
         loop = asyncio.get_running_loop()
         for t in threads:
             await loop.run_in_executor(None, t.join)
+            t.close_log()
         self._writer = self._reader = None
         self._release_lock()
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tqd.errors import StorageUnavailable, TqdError
+from tqd.logs import Throttle
 
 log = logging.getLogger("tqd.storage.sqlite")
 
@@ -64,6 +65,10 @@ class _Worker(threading.Thread):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         # A plain flag, not Thread.is_alive(), which takes a lock per call.
         self._accepting = True
+        # SQLite's I/O errors (a full disk, a file gone) fail every operation
+        # while they last: one line as they begin, then one a minute with
+        # their number, written on the event loop (Throttle lives there).
+        self._errors = Throttle(log, level=logging.ERROR)
 
     def submit(self, fn: Operation, *args: Any) -> asyncio.Future:
         """Queue ``fn`` to run on this thread; the future resolves after it commits."""
@@ -78,6 +83,23 @@ class _Worker(threading.Thread):
         """Finish what is queued, then end the thread (join it afterwards)."""
         self._accepting = False
         self._queue.put(_STOP)
+
+    def close_log(self) -> None:
+        """Write the count of errors not yet logged (on the event loop, after join)."""
+        self._errors.close()
+
+    def _failed(self, err: BaseException) -> BaseException:
+        """The error to hand the caller for ``err``; SQLite's I/O trouble is logged."""
+        error = _translate(err)
+        if isinstance(error, StorageUnavailable) and error is not err:
+            self._log_error("SQLite error: %s", err)
+        return error
+
+    def _log_error(self, msg: str, err: BaseException) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._errors.log, msg, str(err))
+        except RuntimeError:  # the loop is closed: nobody to throttle for
+            log.error(msg, err)
 
     def run(self) -> None:
         try:
@@ -111,7 +133,7 @@ class _Worker(threading.Thread):
                 try:
                     results.append((fut, fn(conn, changes, *args), None))
                 except BaseException as err:  # delivered to the caller
-                    results.append((fut, None, _translate(err)))
+                    results.append((fut, None, self._failed(err)))
             self._deliver(results, changes)
             return
         try:
@@ -150,20 +172,19 @@ class _Worker(threading.Thread):
             return
         self._deliver(results, changes)
 
-    @staticmethod
-    def _run_one(conn: sqlite3.Connection, fn: Operation, args: tuple, fut: asyncio.Future,
+    def _run_one(self, conn: sqlite3.Connection, fn: Operation, args: tuple, fut: asyncio.Future,
                  results: list, changes: list) -> None:
         op_changes: list[Any] = []
         try:
             result = _in_savepoint(conn, fn, op_changes, args)
         except BaseException as err:
-            results.append((fut, None, _translate(err)))
+            results.append((fut, None, self._failed(err)))
             return
         changes.extend(op_changes)
         results.append((fut, result, None))
 
     def _fail_all(self, group: list, err: BaseException) -> None:
-        log.error("SQLite commit failed: %s", err)
+        self._log_error("SQLite commit failed: %s", err)
         error = _translate(err)
         self._deliver([(fut, None, error) for _, _, fut in group], [])
 
@@ -257,6 +278,5 @@ def _translate(err: BaseException) -> BaseException:
     if isinstance(err, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
         err, sqlite3.IntegrityError
     ):
-        log.error("SQLite error: %s", err)
         return StorageUnavailable(f"storage: SQLite error: {err}")
     return err
