@@ -5,6 +5,7 @@ the running configuration."""
 from __future__ import annotations
 
 import signal
+import socket
 import textwrap
 from pathlib import Path
 
@@ -220,3 +221,35 @@ def test_sighup_reloads_schedules(tmp_path: Path) -> None:
         assert names() == ["tick"]
         assert daemon.stop() == 0
     assert "Traceback" not in daemon.stderr
+
+
+def _get_healthz(port: int) -> bytes:
+    """The status line a new connection gets for GET /healthz."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(_HEALTHZ % port)
+        return conn.makefile("rb").readline()
+
+
+_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
+
+
+def test_sighup_changes_the_connection_limit_for_new_connections(tmp_path: Path) -> None:
+    config = tmp_path / "tqd.toml"
+    config.write_text("[api]\nmax_connections = 2\n")
+    with Daemon(f"sqlite://{tmp_path}/tqd.db", config=config) as daemon:
+        port = int(daemon.url.rsplit(":", 1)[1])
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        try:
+            # the two held connections are counted once tqd has taken them
+            wait_until(lambda: b" 503 " in _get_healthz(port), message="a third connection refused")
+            config.write_text("[api]\nmax_connections = 4\n")
+            daemon.signal(signal.SIGHUP)
+            wait_for_log(daemon, "api.max_connections")
+            assert b" 200 " in _get_healthz(port)
+            # the held ones were never cut
+            held[0].sendall(_HEALTHZ % port)
+            assert b" 200 " in held[0].makefile("rb").readline()
+        finally:
+            for conn in held:
+                conn.close()
+        assert daemon.stop() == 0

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tqd.api.connections import effective_limit
 from tqd.config import Config
 from tqd.errors import TqdError
 from tqd.exposure import is_loopback
@@ -58,6 +59,7 @@ LIVE_SETTINGS = frozenset({
     "worker.lease_batch",
     "api.max_batch",
     "api.max_wait",
+    "api.max_connections",
     "schedules",
     "roles.cron_misfire_grace",
     "roles.progress_interval",
@@ -176,6 +178,13 @@ async def reload_daemon(daemon: Daemon, load: Callable[[], Config]) -> bool:
         daemon.cron.apply(catalog, schedules, config.roles.cron_misfire_grace)
     if daemon.progress is not None:
         daemon.progress.interval = config.roles.progress_interval
+    if daemon.connections is not None:
+        # Open connections stay; the new limit decides the next ones. Its
+        # cap depends on worker.concurrency too (see effective_limit).
+        limit, cut = effective_limit(config)
+        if cut is not None:
+            log.warning("reload: %s", cut)
+        daemon.connections.limit = limit
     if daemon.services is not None:
         daemon.services.catalog = catalog
         daemon.services.config = config
