@@ -300,3 +300,16 @@ async def test_a_full_disk_fails_each_write_and_logs_once(path, make, caplog):
     summary = [r.getMessage() for r in caplog.records if "like it in the last" in r.getMessage()]
     assert len(summary) == 1 and "11 like it" in summary[0], summary
     assert not any("Traceback" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+async def test_one_batch_over_many_queues_counts_each(path, make):
+    # The counts of a batch are added in statements of up to 64 (queue,
+    # state) pairs (ops._bump); 150 queues take three.
+    s = SqliteStorage(path)
+    await s.open()
+    try:
+        await s.enqueue([make(queue=f"q{i}") for i in range(150) for _ in range(2)])
+        assert [await counts(s, f"q{i}") for i in (0, 63, 64, 149)] == [{"pending": 2}] * 4
+        await assert_counts_exact(s)
+    finally:
+        await s.close()

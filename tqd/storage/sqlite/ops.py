@@ -76,16 +76,26 @@ def _load(conn: Conn, task_id: str) -> Task:
     return task
 
 
-_BUMP = (
-    "INSERT INTO queue_counts(queue, state, n) VALUES (?, ?, ?) "
-    "ON CONFLICT(queue, state) DO UPDATE SET n = n + excluded.n"
-)
+@functools.lru_cache(maxsize=64)
+def _bump_sql(rows: int) -> str:
+    """The upsert adding to ``rows`` (queue, state) counts in one statement."""
+    values = ", ".join(["(?, ?, ?)"] * rows)
+    return (f"INSERT INTO queue_counts(queue, state, n) VALUES {values} "
+            "ON CONFLICT(queue, state) DO UPDATE SET n = n + excluded.n")
+
+
+#: Most counts one _bump statement adds to (a batch over many queues takes several).
+_BUMP_ROWS = 64
 
 
 def _bump(conn: Conn, deltas: Deltas) -> None:
-    rows = [(queue, state, n) for (queue, state), n in deltas.items() if n]
-    if rows:
-        conn.executemany(_BUMP, rows)
+    # One statement, not an executemany: the writer thread lets go of the GIL
+    # around each row executemany binds (see _insert_rows), and a lease or
+    # settle moves two counts.
+    args = [v for (queue, state), n in deltas.items() if n for v in (queue, state, n)]
+    for i in range(0, len(args), 3 * _BUMP_ROWS):
+        chunk = args[i : i + 3 * _BUMP_ROWS]
+        conn.execute(_bump_sql(len(chunk) // 3), chunk)
 
 
 def _move(conn: Conn, queue: str, old: str, new: str, n: int = 1) -> None:
