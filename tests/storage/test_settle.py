@@ -216,3 +216,46 @@ async def test_attempts_count_ended_attempts_and_never_decrease(storage, make, c
     await storage.settle([complete(leased)], clock.now())
     await note()  # 4
     assert seen == [0, 1, 1, 2, 3, 3, 4]
+
+
+def _known(task, result=None, started_at=None) -> Outcome:
+    """A completion as the pool sends it: queue and name known (the stores'
+    batched path)."""
+    return Outcome(task_id=task.id, token=task.lease_token, kind="complete", result=result,
+                   queue=task.queue, name=task.name, started_at=started_at)
+
+
+@pytest.mark.parametrize("stale", [False, True])
+async def test_a_batch_of_known_completions_stores_each_exactly(storage, make, clock, stale):
+    # Results, started_at and no result at all, in one batch; with a stale
+    # token among them the store must fall back and still settle the rest.
+    await put(storage, *make.many(4))
+    leased = await storage.lease("q", 4, "w", clock.now())
+    now = clock.advance(2)
+    outcomes = [
+        _known(leased[0], b'{"k":"caf\\u00e9 \\"q\\" \\\\"}', 1_764_338_400.123457),
+        _known(leased[1], '"ü 😀"'.encode()),
+        _known(leased[2]),
+        _known(leased[3], b"[1,2.5,null]", 1_764_338_401.000001),
+    ]
+    if stale:
+        outcomes[2] = Outcome(task_id=leased[2].id, token="not-its-token", kind="complete",
+                              queue="q", name=leased[2].name)
+    assert await storage.settle(outcomes, now) == [True, True, not stale, True]
+    got = [await storage.get(t.id) for t in leased]
+    assert [t.result for t in got] == [outcomes[0].result, outcomes[1].result, None,
+                                       outcomes[3].result]
+    assert got[0].started_at == 1_764_338_400.123457 and got[3].started_at == 1_764_338_401.000001
+    assert got[1].started_at == leased[1].started_at  # kept when not given
+    assert [t.state for t in got] == ["completed", "completed",
+                                      "processing" if stale else "completed", "completed"]
+    assert all(t.finished_at == now for t in got if t.state == "completed")
+    assert await counts(storage) == ({"completed": 3, "processing": 1} if stale else {"completed": 4})
+
+
+async def test_the_same_task_twice_in_a_batch_settles_once(storage, make, clock):
+    await put(storage, make())
+    task = await lease_one(storage, clock.now())
+    assert await storage.settle([_known(task, b"1"), _known(task, b"2")], clock.now()) == [True, False]
+    assert (await storage.get(task.id)).result == b"1"
+    assert await counts(storage) == {"completed": 1}

@@ -487,7 +487,8 @@ class RedisStorage(Storage):
                 else:
                     data = b""
                 retry_at = _num(o.retry_at) if o.kind == "fail" and o.retry_at is not None else ""
-                args += [o.task_id, o.token, _KIND[o.kind], data, retry_at]
+                started = _num(o.started_at) if o.started_at is not None else ""
+                args += [o.task_id, o.token, _KIND[o.kind], data, retry_at, started]
             calls.append(("SETTLE", queue, args))
         accepted = [False] * len(outcomes)
         for idxs, (flags, _) in zip(groups.values(), await self._run(calls), strict=True):

@@ -325,13 +325,14 @@ return out
 """)
 
 # SETTLE: record how leased tasks ended, each only under its current token.
-# ARGV[5]  now, then per outcome 5 items: task id, token, kind (c = complete,
+# ARGV[5]  now, then per outcome 6 items: task id, token, kind (c = complete,
 #          f = fail, r = release), data (result or error JSON; '' = none),
-#          retry_at ('' = no retry)
+#          retry_at ('' = no retry), started_at (when the handler began; ''
+#          = keep the lease time; not for a release)
 # Returns  {{1 or 0 per outcome}, message}
 SETTLE = _queue_script("""
 local now, out = ARGV[5], {}
-for j = 6, #ARGV, 5 do
+for j = 6, #ARGV, 6 do
   local id, kind, data, rat = ARGV[j], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
   local h = tkey(id)
   local f = redis.call('HMGET', h, 's', 'l', 'n', 'r', 'a', 'uk', 'gr')
@@ -339,6 +340,7 @@ for j = 6, #ARGV, 5 do
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
+    if ARGV[j + 5] ~= '' and kind ~= 'r' then redis.call('HSET', h, 'g', ARGV[j + 5]) end
     local name, prio, grp = f[3], f[4] or '0', f[7]
     leave(id, 'processing', prio, name, grp)
     if kind == 'c' or (kind == 'f' and rat == '') then unlock(id, name, f[6]) end
