@@ -122,7 +122,7 @@ def test_settling_and_expiring_seek_an_index(path):
     from tqd.storage.sqlite import consume, ops
 
     conn = _file_at_version(path, len(MIGRATIONS))
-    for sql in (consume._COMPLETE, consume._COMPLETE_BARE, consume._RELEASE, consume._FAIL_RETRY, consume._FAIL_DEAD):
+    for sql in (consume._COMPLETE, consume._COMPLETE_MANY, consume._RELEASE, consume._FAIL_RETRY, consume._FAIL_DEAD):
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?")))
         assert "tasks_id (id=?)" in plan, (sql, plan)
     # The janitor takes the oldest finished tasks of a state from the index,

@@ -217,10 +217,16 @@ _COMPLETE = (
     "UPDATE tasks SET state = 'completed', result = ?, finished_at = ?, attempts = attempts + 1, "
     f"started_at = coalesce(?, started_at), {CLEAR_LEASE} {_GUARD}"
 )
-# _COMPLETE without a result and with started_at kept.
-_COMPLETE_BARE = (
-    "UPDATE tasks SET state = 'completed', result = NULL, finished_at = ?, "
-    f"attempts = attempts + 1, {CLEAR_LEASE} {_GUARD}"
+# Many completions in one statement: the JSON list ?2 holds [id, token,
+# result (encoded JSON as text, or null), started_at or null] per task.
+# One statement, not an executemany: the writer thread lets go of the GIL
+# around each row executemany binds (see ops._insert_rows).
+_COMPLETE_MANY = (
+    "UPDATE tasks SET state = 'completed', result = CAST(json_extract(j.value, '$[2]') AS BLOB), "
+    "finished_at = ?1, attempts = attempts + 1, "
+    "started_at = coalesce(json_extract(j.value, '$[3]'), started_at), "
+    f"{CLEAR_LEASE} FROM json_each(?2) AS j WHERE tasks.id = json_extract(j.value, '$[0]') "
+    "AND tasks.lease_token = json_extract(j.value, '$[1]') AND tasks.state = 'processing'"
 )
 _RELEASE = f"UPDATE tasks SET state = 'pending', {CLEAR_LEASE}, worker = NULL, {REJOIN} {_GUARD}"
 _FAIL_RETRY = (
@@ -238,24 +244,20 @@ def op_settle(conn: Conn, changes: list, outcomes: Sequence[Outcome], now: float
     deltas: Deltas = Counter()
     slow = list(range(len(outcomes)))
     # Fast path: completions whose queue and name the caller knows go in one
-    # executemany. If any token turns out stale the row counts disagree; then
-    # undo it and take the careful path, one statement per outcome.
+    # statement. If any token turns out stale (or a task comes twice) the row
+    # count disagrees; then undo it and take the careful path, one statement
+    # per outcome.
     fast = [i for i, o in enumerate(outcomes) if o.kind == "complete" and o.queue and o.name]
+    try:
+        rows = [
+            (o.task_id, o.token, None if o.result is None else o.result.decode(), o.started_at)
+            for o in (outcomes[i] for i in fast)
+        ]
+    except UnicodeDecodeError:  # a result that is not UTF-8: the careful path binds it as is
+        fast = []
     if fast:
         conn.execute("SAVEPOINT settle_fast")
-        if all(outcomes[i].result is None and outcomes[i].started_at is None for i in fast):
-            # Handlers that return nothing (the common case): bind no None,
-            # which Python 3.11's sqlite3 passes through its adapter lookup,
-            # several times the cost of binding an int or str.
-            cursor = conn.executemany(
-                _COMPLETE_BARE, [(now, o.task_id, o.token) for o in (outcomes[i] for i in fast)]
-            )
-        else:
-            cursor = conn.executemany(
-                _COMPLETE,
-                [(o.result, now, o.started_at, o.task_id, o.token)
-                 for o in (outcomes[i] for i in fast)],
-            )
+        cursor = conn.execute(_COMPLETE_MANY, (now, orjson.dumps(rows).decode()))
         if cursor.rowcount == len(fast):
             conn.execute("RELEASE settle_fast")
             for i in fast:

@@ -157,7 +157,9 @@ def _insert_rows(conn: Conn, rows: list[tuple]) -> None:
 
 
 def _insert_run(conn: Conn, present: tuple[bool, ...], rows: list[tuple]) -> None:
-    values = orjson.dumps([[v for v in row if v is not None] for row in rows])
+    # Bound as text: SQLite 3.45 and later read a BLOB given to json_each as
+    # its binary JSONB, not as JSON text.
+    values = orjson.dumps([[v for v in row if v is not None] for row in rows]).decode()
     conn.execute(_insert_sql(present), (values,))
 
 
