@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from tqd.models import ERROR_HISTORY, Outcome
@@ -259,3 +260,14 @@ async def test_the_same_task_twice_in_a_batch_settles_once(storage, make, clock)
     assert await storage.settle([_known(task, b"1"), _known(task, b"2")], clock.now()) == [True, False]
     assert (await storage.get(task.id)).result == b"1"
     assert await counts(storage) == {"completed": 1}
+
+
+async def test_a_failure_records_when_its_handler_began(storage, make, clock):
+    await put(storage, *make.many(2))
+    leased = await storage.lease("q", 2, "w", clock.now())
+    began = clock.now() + 0.25
+    outcomes = [fail(t) for t in leased]
+    outcomes = [msgspec.structs.replace(o, started_at=began) for o in outcomes]
+    outcomes[0] = msgspec.structs.replace(outcomes[0], retry_at=clock.now() + 60)
+    assert await storage.settle(outcomes, clock.now() + 1) == [True, True]
+    assert [(await storage.get(t.id)).started_at for t in leased] == [began, began]

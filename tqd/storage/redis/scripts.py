@@ -340,19 +340,17 @@ for j = 6, #ARGV, 6 do
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
-    if ARGV[j + 5] ~= '' and kind ~= 'r' then redis.call('HSET', h, 'g', ARGV[j + 5]) end
+    local started = ARGV[j + 5]
     local name, prio, grp = f[3], f[4] or '0', f[7]
     leave(id, 'processing', prio, name, grp)
     if kind == 'c' or (kind == 'f' and rat == '') then unlock(id, name, f[6]) end
     if kind == 'c' then
-      local a = tonumber(f[5] or '0') + 1
-      if data ~= '' then
-        redis.call('HSET', h, 's', 'completed', 'f', now, 'a', a, 'o', data)
-        redis.call('HDEL', h, 'l', 'z')
-      else
-        redis.call('HSET', h, 's', 'completed', 'f', now, 'a', a)
-        redis.call('HDEL', h, 'l', 'z', 'o')
-      end
+      -- one HSET for the whole completion (this is the hot path)
+      local set = {'s', 'completed', 'f', now, 'a', tonumber(f[5] or '0') + 1}
+      if data ~= '' then set[#set + 1] = 'o'; set[#set + 1] = data end
+      if started ~= '' then set[#set + 1] = 'g'; set[#set + 1] = started end
+      redis.call('HSET', h, unpack(set))
+      if data ~= '' then redis.call('HDEL', h, 'l', 'z') else redis.call('HDEL', h, 'l', 'z', 'o') end
       enter(id, 'completed', prio, name, now, grp)
     elseif kind == 'r' then
       redis.call('HDEL', h, 'l', 'z', 'w')
@@ -360,6 +358,7 @@ for j = 6, #ARGV, 6 do
       enter(id, 'pending', prio, name, nil, grp)
     else
       redis.call('HDEL', h, 'l', 'z')
+      if started ~= '' then redis.call('HSET', h, 'g', started) end
       redis.call('HINCRBY', h, 'a', 1)
       push_error(h, data)
       if rat ~= '' then
