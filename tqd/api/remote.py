@@ -350,7 +350,7 @@ async def settle(request: web.Request) -> web.Response:
 def _settle_outcome(svc: Services, item: SettleItem, task: Task | None, where: str) -> Outcome | None:
     if item.outcome == "complete":
         return Outcome(task_id=item.id, token=item.token, kind="complete",
-                       result=encode_payload(item.result, f"{where}result"))
+                       result=encode_payload(item.result, "result", where))
     if item.outcome == "release":
         return Outcome(task_id=item.id, token=item.token, kind="release")
     if task is None:

@@ -145,8 +145,10 @@ def decode(body: bytes, kind: type, max_depth: int | None = None) -> Any:
         raise BadRequest("malformed JSON body: nested too deeply") from None
 
 
-def encode_payload(payload: Any, where: str) -> bytes:
-    """Compact JSON for a payload; BadRequest when a handler could not read it back."""
+def encode_payload(payload: Any, field: str, where: str = "") -> bytes:
+    """Compact JSON for a payload; BadRequest naming ``where`` + ``field``
+    when a handler could not read it back. (The name is built only then:
+    this runs for every task of a batch.)"""
     try:
         return orjson.dumps(payload)
     except orjson.JSONEncodeError as err:
@@ -155,7 +157,7 @@ def encode_payload(payload: Any, where: str) -> bytes:
             text = "nested too deeply (at most 254 levels)"
         elif "64-bit" in text:
             text = "an integer is outside the 64-bit range"
-        raise BadRequest(f"{where}: {text}") from None
+        raise BadRequest(f"{where}{field}: {text}") from None
 
 
 # -- the pull API of remote workers -------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from aiohttp import web
 
 from tqd.api.app import (
@@ -50,13 +49,9 @@ def _new_task(body: EnqueueBody, where: str, header_key: str | None, now: float)
         run_at = body.run_at.timestamp()
         if run_at > now + MAX_SECONDS:
             raise BadRequest(f"{where}run_at: at most {MAX_SECONDS / 86400 / 365:g} years ahead")
-    try:
-        payload = orjson.dumps(body.payload)
-    except orjson.JSONEncodeError:
-        payload = encode_payload(body.payload, f"{where}payload")  # raises, naming it
     return NewTask(
         name=body.name,
-        payload=payload,
+        payload=encode_payload(body.payload, "payload", where),
         queue=body.queue,
         priority=body.priority,
         run_at=run_at,

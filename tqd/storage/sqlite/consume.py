@@ -29,7 +29,7 @@ from tqd.storage.sqlite.schema import TASK_COLUMNS
 # ones (2, a seek in tasks_group_rejoin; ungrouped tasks enter neither), and
 # its pending and processing counts. An unlimited queue without groups then
 # leases with no further reads; a limited or grouped one needs none either
-# (each statement costs the writer a wait for the GIL; see _insert_rows).
+# (each statement costs the writer a wait for the GIL; see ops._insert_rows).
 _QUEUE_STATE = (
     "SELECT q.paused, q.concurrency, q.rate_limit, q.rate_interval, q.rate_burst, "
     "q.group_concurrency, q.rate_tokens, q.rate_at, q.last_group, "

@@ -186,18 +186,17 @@ _HEADS_AFTER_ENQUEUE = (
 # groups in ?2: the levels whose head it took (a lease takes each level's
 # fresh tasks from the head on) move their head to the first entry after it
 # that the lease did not take (NULL: none). One statement, however many.
-_HEADS_AFTER_LEASE = (
+# {taken} is that last condition; a lease that took one task per group (its
+# first turn) leaves it out, as the entry after a head is then never taken.
+_HEADS_AFTER = (
     "UPDATE group_heads SET seq = (SELECT seq FROM tasks WHERE queue = ?1 AND grp = group_heads.grp "
     "AND rejoin IS NULL AND priority = group_heads.priority AND seq > group_heads.seq "
-    "AND seq NOT IN (SELECT value FROM json_each(?3)) ORDER BY seq LIMIT 1) "
+    "{taken}ORDER BY seq LIMIT 1) "
     "WHERE queue = ?1 AND grp IN (SELECT value FROM json_each(?2)) "
     "AND seq IN (SELECT value FROM json_each(?3))"
 )
-# The same when the lease took one task per group (its first turn): the
-# entry after a head is then never one the lease took.
-_HEADS_AFTER_FIRST_TURN = _HEADS_AFTER_LEASE.replace(
-    "AND seq NOT IN (SELECT value FROM json_each(?3)) ", ""
-)
+_HEADS_AFTER_LEASE = _HEADS_AFTER.format(taken="AND seq NOT IN (SELECT value FROM json_each(?3)) ")
+_HEADS_AFTER_FIRST_TURN = _HEADS_AFTER.format(taken="")
 # The levels in the JSON list ?2 of [group, priority] lost entries: each
 # head moves to the first entry left at or after it (NULL: none).
 _HEADS_AFTER_REMOVAL = (
