@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers.daemon import Daemon, wait_until
-from tqd.errors import redact
+from tqd.errors import redact, safe_url
 from tqd.logs import JsonFormatter, TextFormatter, Throttle, log_failure
 from tqd.storage.sqlite import SqliteStorage
 
@@ -100,6 +100,12 @@ def test_redact_hides_the_user_and_password_of_every_url():
         "redis://***@h:6379/0 and rediss://***@x/1"
     assert redact("Error 111 connecting to 127.0.0.1:6379.") == "Error 111 connecting to 127.0.0.1:6379."
     assert redact("mail me at a@b.c") == "mail me at a@b.c"  # no URL, nothing to hide
+
+
+def test_safe_url_hides_credentials_even_with_an_at_sign_in_the_password():
+    assert safe_url("redis://u:p@ss@h:6379/2") == "redis://***@h:6379/2"
+    assert safe_url("rediss://h:6380/0") == "rediss://h:6380/0"
+    assert safe_url("external") == "external"
 
 
 def _fail(logger: logging.Logger) -> None:

@@ -40,6 +40,8 @@ import time
 from datetime import datetime
 from typing import Any
 
+from tqd.errors import safe_url
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="storage URL for the daemon bench starts (default: SQLite in a temp dir)")
@@ -413,8 +415,8 @@ def run(args: argparse.Namespace) -> int:
             setup.close()
         if tmp is not None:
             tmp.cleanup()
-    if storage.startswith("redis") and "@" in storage:
-        result["storage"] = storage.split("://")[0] + "://***@" + storage.split("@", 1)[1]
+    if storage.startswith("redis"):
+        result["storage"] = safe_url(storage)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -14,10 +14,18 @@ import re
 _URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s@]+@")
 
 
+def safe_url(url: str) -> str:
+    """``url`` with its user and password shown as ``***``, for logs and
+    output (a password may hold "@": the host follows the last one)."""
+    scheme, sep, rest = url.partition("://")
+    _, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{'***@' if at else ''}{host}" if sep else url
+
+
 def redact(text: str) -> str:
     """``text`` with the user and password of every URL in it replaced by
-    ``***`` (as the Redis backend's ``safe_url`` shows a URL), for messages
-    built from a driver's words that could quote a connection string."""
+    ``***`` (as ``safe_url`` shows one URL), for messages built from a
+    driver's words that could quote a connection string."""
     return _URL_USERINFO.sub(r"\1***@", text) if "@" in text else text
 
 

@@ -41,7 +41,7 @@ import msgspec
 import orjson
 from redis.exceptions import AuthenticationError, ResponseError
 
-from tqd.errors import BadRequest, ConfigError, Conflict, NotFound, StorageUnavailable
+from tqd.errors import BadRequest, ConfigError, Conflict, NotFound, StorageUnavailable, safe_url
 from tqd.ids import is_valid_id
 from tqd.models import (
     Change,
@@ -67,7 +67,6 @@ from tqd.storage.redis.client import (
     ScriptClient,
     StateConflict,
     connect,
-    safe_url,
 )
 from tqd.storage.redis.codec import decode_event, decode_task, pairs, task_fields
 from tqd.storage.redis.events import Subscriber

@@ -319,8 +319,3 @@ class ScriptClient:
             return await self.breaker.call(self.redis.evalsha(sha, len(keys), *keys, *args))
 
 
-def safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    _, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{'***@' if at else ''}{host}" if sep else url
