@@ -67,3 +67,30 @@ async def test_a_queued_task_takes_at_most_250_bytes(opened, raw):
     per_task = ((await raw.info("memory"))["used_memory"] - before) / n
     await s.purge("default", "pending")
     assert per_task <= 250, f"{per_task:.0f} bytes per queued task"
+
+
+async def _calls(raw, command: str) -> int:
+    return (await raw.info("commandstats")).get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+async def test_a_grouped_lease_reads_each_group_once_and_asks_no_exists_per_group(opened, raw):
+    # The lease reads one id ahead in each group it takes from, so it knows
+    # which groups it emptied without asking Redis (see flush_groups): the
+    # EXISTS calls left are a few of the lease's own (is the queue paused?),
+    # not two per group.
+    clock = FakeClock()
+    make = TaskMaker(clock)
+    s = await opened()
+    groups = [f"g{i:02d}" for i in range(20)]
+    await put(s, *[make(group=g) for g in groups for _ in range(2)])
+    before = {c: await _calls(raw, c) for c in ("zrange", "exists")}
+    first = await s.lease("q", 20, "w", clock.now())  # one of each group; each keeps one
+    assert sorted(t.group for t in first) == groups
+    assert await _calls(raw, "zrange") - before["zrange"] == 20
+    after_first = await _calls(raw, "exists")
+    assert after_first - before["exists"] <= 3
+    assert len(await raw.zrange(s.keys.groups("q"), 0, -1)) == 20
+    second = await s.lease("q", 20, "w", clock.now())  # the last of each group
+    assert sorted(t.group for t in second) == groups
+    assert await _calls(raw, "exists") - after_first <= 3
+    assert await raw.zrange(s.keys.groups("q"), 0, -1) == []

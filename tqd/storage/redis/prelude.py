@@ -268,10 +268,20 @@ end
 -- write the group indexes: a group is in gs exactly while g:<grp> exists,
 -- so gs changes only for a group that gains its first task or loses its
 -- last (an EXISTS before and after; a ZADD to gs, a listpack of up to 128
--- names, costs many times one, and a lease touched every group it served)
+-- names, costs many times one, and a lease touched every group it served).
+-- A LEASE knows without asking, of each group it took tasks from, that the
+-- group held tasks and whether it holds more (it read one id ahead): it
+-- tells in GROUP_LEFT, which spares those groups both EXISTS calls.
+local GROUP_LEFT = {}  -- group -> whether g:<group> holds ids after the script's removals
 local function flush_groups()
   local before = {}
-  for grp in pairs(pend.grem) do before[grp] = redis.call('EXISTS', QP .. 'g:' .. grp) end
+  for grp in pairs(pend.grem) do
+    if GROUP_LEFT[grp] == nil or pend.gadd[grp] then
+      before[grp] = redis.call('EXISTS', QP .. 'g:' .. grp)
+    elseif not GROUP_LEFT[grp] then
+      redis.call('ZREM', QP .. 'gs', grp)
+    end
+  end
   for grp in pairs(pend.gadd) do
     if not before[grp] then before[grp] = redis.call('EXISTS', QP .. 'g:' .. grp) end
   end
@@ -282,6 +292,7 @@ local function flush_groups()
     if is == 1 and was == 0 then redis.call('ZADD', QP .. 'gs', 0, grp)
     elseif is == 0 and was == 1 then redis.call('ZREM', QP .. 'gs', grp) end
   end
+  GROUP_LEFT = {}
   for grp, n in pairs(pend.gproc) do
     if n ~= 0 and redis.call('HINCRBY', QP .. 'gp', grp, n) <= 0 then redis.call('HDEL', QP .. 'gp', grp) end
   end

@@ -197,6 +197,7 @@ end
 
 local picks, served = {}, {}  -- ids, and the group of each ('' = none)
 local capped = false          -- a group with tasks was held back by _gc
+local ahead = {}              -- group -> its first pending ids, as far as read
 local grouped_n = tonumber(q._g or '0')
 if ask > 0 and grouped_n == 0 then
   -- the fast path: no grouped task is pending
@@ -232,6 +233,19 @@ elseif ask > 0 then
   if not cursor then ungrouped(); scan('-', '+')
   elseif cursor == '' then scan('-', '+'); ungrouped()
   else scan('(' .. cursor, '+'); ungrouped(); scan('-', '[' .. cursor) end
+  -- A group's first pending ids, read as the turns need them, always one
+  -- further than the last id used: after the lease it is known, without a
+  -- call, whether the group still holds tasks (flush_groups' hint).
+  local ended = {}
+  local function at(g, n)  -- the id at 0-based index n in g:<g>, or nil
+    local b = ahead[g]
+    if not b then b = {}; ahead[g] = b end
+    if n + 2 > #b and not ended[g] then  -- index n + 1 not read yet
+      for _, id in ipairs(redis.call('ZRANGE', QP .. 'g:' .. g, #b, n + 1)) do b[#b + 1] = id end
+      if #b < n + 2 then ended[g] = true end
+    end
+    return b[n + 1]
+  end
   -- Turns: when the first turn holds fewer than ask groups it holds every
   -- group with room, so the next turns go round the same list.
   local taken, done, live, ung = {}, {}, #turn, nil
@@ -244,7 +258,7 @@ elseif ask > 0 then
           ung = ung or ungrouped_first(math.min(ask, ungrouped_n))
           id = ung[n + 1]
         else
-          id = redis.call('ZRANGE', QP .. 'g:' .. g, n, n)[1]
+          id = at(g, n)
           if id and gc and busy[g] + n >= gc then capped = true; id = nil end
         end
         if id then
@@ -264,6 +278,16 @@ if #picks > want then
   limited = binding
 elseif capped and #picks < limit then
   limited = 'group'
+end
+if grouped_n > 0 then
+  -- each group leased from held tasks before, and holds some after when an
+  -- id beyond those leased was read (at() reads one ahead)
+  local kept = {}
+  for j = 1, #picks do
+    local g = served[j]
+    if g ~= '' then kept[g] = (kept[g] or 0) + 1 end
+  end
+  for g, k in pairs(kept) do GROUP_LEFT[g] = ahead[g][k + 1] ~= nil end
 end
 local set = {}
 if #picks > 0 then
