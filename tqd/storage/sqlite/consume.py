@@ -19,7 +19,13 @@ import orjson
 
 from tqd.models import ERROR_HISTORY, Change, Outcome, ProgressReport, Task, progress_json
 from tqd.storage.base import Leased
-from tqd.storage.sqlite.groups import FIRST_TURN, REJOIN, heads_after_lease, plan_lease, ring_order
+from tqd.storage.sqlite.groups import (
+    FIRST_TURN,
+    REJOIN,
+    heads_after_lease,
+    in_ring_order,
+    plan_lease,
+)
 from tqd.storage.sqlite.ops import CLEAR_LEASE, Conn, Deltas, _bump, _move, task_from_row
 from tqd.storage.sqlite.schema import TASK_COLUMNS
 
@@ -163,9 +169,7 @@ def _lease_groups(
     served = last
     if fresh_only and group_cap is None:
         # The usual case in one statement: the first turn (groups.FIRST_TURN).
-        rows = conn.execute(_LEASE_FIRST_TURN, (*lease_args, last, n)).fetchall()
-        key = ring_order(last)
-        rows.sort(key=lambda r: key(r[_GRP] or ""))
+        rows = in_ring_order(conn.execute(_LEASE_FIRST_TURN, (*lease_args, last, n)).fetchall(), last, _GRP)
         _heads_after_lease(conn, queue, rows, one_per_group=True)
         if rows:
             served = rows[-1][_GRP] or ""

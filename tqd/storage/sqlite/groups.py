@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import orjson
 
@@ -138,16 +140,16 @@ FIRST_TURN = (
 )
 
 
-def ring_order(last: str | None):
-    """A sort key putting group names (``""``: the ungrouped tasks) in the
-    order of a turn that starts after ``last``."""
-
-    def key(group: str) -> tuple[int, str]:
-        if group == "":
-            return (1, "")
-        return (0 if last is not None and group > last else 2, group)
-
-    return key
+def in_ring_order(rows: list, last: str | None, col: int) -> list:
+    """``rows``, each holding its group's name at ``col`` (None: an ungrouped
+    task, ``""`` in the ring), in the order of a turn that starts after
+    ``last``: the names after it, then the ungrouped, then the names up to it."""
+    plain = [r for r in rows if r[col] is None]
+    named = sorted((r for r in rows if r[col] is not None), key=itemgetter(col))
+    if last is None:
+        return plain + named
+    cut = bisect_right(named, last, key=itemgetter(col))
+    return named[cut:] + plain + named[:cut]
 
 
 # -- keeping group_heads -------------------------------------------------------
