@@ -175,7 +175,7 @@ async def test_a_version_4_file_migrates_its_grouped_tasks_in_place(path, make):
 def test_every_lease_statement_seeks_an_index(path):
     # A lease must cost O(log n) per task: no statement may scan the tasks
     # table or sort it, however large a group's backlog grows.
-    from tqd.storage.sqlite import consume, groups
+    from tqd.storage.sqlite import consume, groups, heads
 
     conn = _file_at_version(path, len(MIGRATIONS))
     lease = (1.0, None, 1.0, "w", "q")
@@ -184,15 +184,15 @@ def test_every_lease_statement_seeks_an_index(path):
         (groups._RING, ("q", "g", None, 5, True, True)), (groups._RING, ("q", "", "g", 5, False, False)),
         (groups._RING_ONE, ("q", "g", None, 1, True, True)),
         (groups._CANDIDATES, ("q", '["g", "h"]', 3, 3)),
-        (consume._LEASE_FIRST_TURN, (*lease, "g", 5)), (consume._LEASE_FIRST_TURN, (*lease, None, 5)),
         (groups._HEADS_AFTER_LEASE, ("q", '["g"]', "[1, 2]")),
-        (groups._HEADS_AFTER_FIRST_TURN, ("q", '["g"]', "[1, 2]")),
         (groups._HEADS_AFTER_REMOVAL, ("q", '[["g", 0]]')),
+        (heads._AHEAD, ("q", '[["g", 0, 1]]', 32)), (heads._WRITE, ("q", '[["g", 0, 2]]')),
+        (heads._LEVELS, ("q",)),
     ]
     for sql, args in statements:
         plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "SCAN tasks" not in plan and "SCAN group_heads" not in plan, (sql, plan)
-        assert "TEMP B-TREE" not in plan or sql == consume._LEASE_FIRST_TURN, (sql, plan)
+        assert "TEMP B-TREE" not in plan, (sql, plan)
         assert "USING INDEX tasks_" in plan or "group_heads USING PRIMARY KEY" in plan, (sql, plan)
     # The ring: each group's head from group_heads (its rows in order) and
     # from a seek per group in tasks_group_rejoin, a count in
@@ -209,11 +209,14 @@ def test_every_lease_statement_seeks_an_index(path):
     )
     assert "tasks_group_fresh (queue=? AND grp=? AND priority=? AND seq>?)" in plan, plan
     assert "tasks_group_rejoin (queue=? AND grp=?)" in plan and "tasks_pending" in plan, plan
-    # The first turn sorts at most 2n + 1 heads, read in order from group_heads.
+    # The heads read ahead for the writer's copy: a seek per level, from its head on.
     plan = " | ".join(
-        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + consume._LEASE_FIRST_TURN, (*lease, "g", 5))
+        r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + heads._AHEAD, ("q", "[]", 32))
     )
-    assert plan.count("group_heads USING PRIMARY KEY") == 2 and "tasks_pending" in plan, plan
+    assert "tasks_group_fresh (queue=? AND grp=? AND priority=? AND seq>?)" in plan, plan
+    # Catching up after a crash walks each level from its row in its own index.
+    plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + heads._CATCH_UP))
+    assert "tasks_group_fresh (queue=? AND grp=? AND priority=?" in plan, plan
     # A head moves with one seek in tasks_group_fresh; gone ones are found by
     # their own index, not by walking the queue's levels.
     plan = " | ".join(

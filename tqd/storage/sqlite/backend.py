@@ -31,6 +31,7 @@ from tqd.models import (
 )
 from tqd.storage.base import DURABLE_FSYNC, EnqueueResult, Leased, Page, Storage
 from tqd.storage.sqlite import consume, ops
+from tqd.storage.sqlite.heads import HeadCache
 from tqd.storage.sqlite.schema import migrate
 from tqd.storage.sqlite.stats import op_record_stats, op_stats
 from tqd.storage.sqlite.threads import Reader, Writer, connect
@@ -73,6 +74,7 @@ class SqliteStorage(Storage):
             if isinstance(err, sqlite3.Error):
                 raise ConfigError(f"storage: cannot open SQLite file {self.path!r}: {err}") from None
             raise
+        wconn.heads = HeadCache()
         self._writer = Writer(wconn, loop, self._emit, self.max_group, "tqd-sqlite-writer")
         self._reader = Reader(rconn, loop, self._emit, 64, "tqd-sqlite-reader")
         self._writer.start()

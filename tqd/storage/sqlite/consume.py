@@ -19,21 +19,21 @@ import orjson
 
 from tqd.models import ERROR_HISTORY, Change, Outcome, ProgressReport, Task, progress_json
 from tqd.storage.base import Leased
-from tqd.storage.sqlite.groups import (
-    FIRST_TURN,
-    REJOIN,
-    heads_after_lease,
-    in_ring_order,
-    plan_lease,
-)
+from tqd.storage.sqlite.groups import REJOIN, heads_after_lease, plan_lease
 from tqd.storage.sqlite.ops import CLEAR_LEASE, Conn, Deltas, _bump, _move, task_from_row
 from tqd.storage.sqlite.schema import TASK_COLUMNS
 
+# The seq of the first ungrouped pending task of queue ?1 in lease order.
+_FIRST_UNGROUPED = (
+    "SELECT seq FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NULL "
+    "ORDER BY priority DESC, seq LIMIT 1"
+)
 # Every lease first reads, in one statement: the queue's row (paused, limits,
 # rate bucket, rotation cursor; NULLs when it has none), whether it holds
 # grouped pending tasks, fresh ones (1, a seek in group_heads) or rejoined
 # ones (2, a seek in tasks_group_rejoin; ungrouped tasks enter neither), and
-# its pending and processing counts. An unlimited queue without groups then
+# its pending and processing counts, and when it has groups its first
+# ungrouped task (a place in the first turn). An unlimited queue without groups then
 # leases with no further reads; a limited or grouped one needs none either
 # (each statement costs the writer a wait for the GIL; see ops._insert_rows).
 _QUEUE_STATE = (
@@ -42,7 +42,8 @@ _QUEUE_STATE = (
     "EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) + 2 * EXISTS (SELECT 1 FROM tasks "
     "WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL AND rejoin = 1), "
     "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'pending'), "
-    "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'processing') "
+    "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'processing'), "
+    "CASE WHEN EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) THEN (" + _FIRST_UNGROUPED + ") END "
     "FROM (SELECT 1) LEFT JOIN queues q ON q.name = ?1"
 )
 # After a lease: the rotation cursor and the rate bucket in one write (the
@@ -70,10 +71,6 @@ _LEASE_SEQS = (
 )
 #: Where a leased row (seq, rejoin, TASK_COLUMNS) holds the group.
 _GRP = 2 + TASK_COLUMNS.split(", ").index("grp")
-# The first turn over the groups (groups.FIRST_TURN).
-_LEASE_FIRST_TURN = (
-    _LEASE_SET + f"WHERE seq IN ({FIRST_TURN}) AND state = 'pending' RETURNING seq, rejoin, {TASK_COLUMNS}"
-)
 #: Slack when counting whole tokens, so 0.9999999 tokens from float steps count as 1.
 _TOKEN_EPS = 1e-9
 
@@ -86,7 +83,7 @@ def op_lease(
     # transaction as the lease, so every process sees one consistent state
     # and a limit holds across them (no cached copy to go stale).
     (paused, concurrency, rate, interval, burst, group_cap, tokens, rate_at, last_group,
-     grouped, pending, processing) = conn.execute(_QUEUE_STATE, (queue,)).fetchone()
+     grouped, pending, processing, plain_head) = conn.execute(_QUEUE_STATE, (queue,)).fetchone()
     if paused:
         return Leased()
     lease_args = (now, visibility, now, worker, queue)
@@ -122,7 +119,8 @@ def op_lease(
                 # each group's.
                 group_cap = None
             tasks, blocked, served = _lease_groups(
-                conn, changes, queue, allowed, group_cap, last_group, lease_args, grouped == 1
+                conn, changes, queue, allowed, group_cap, last_group, lease_args, grouped == 1,
+                plain_head,
             )
         else:
             tasks = _lease_plain(conn, changes, queue, allowed, lease_args)
@@ -159,7 +157,7 @@ def _lease_plain(conn: Conn, changes: list, queue: str, n: int, lease_args: tupl
 
 def _lease_groups(
     conn: Conn, changes: list, queue: str, n: int, group_cap: int | None, last: str | None,
-    lease_args: tuple, fresh_only: bool,
+    lease_args: tuple, fresh_only: bool, plain_head: int | None,
 ) -> tuple[list[Task], bool, str | None]:
     """Lease up to ``n`` tasks in turns over the groups (see Storage.lease);
     return them in lease order, whether group_concurrency held a group with
@@ -167,16 +165,29 @@ def _lease_groups(
     rows: list = []
     blocked = False
     served = last
+    heads = conn.heads
     if fresh_only and group_cap is None:
-        # The usual case in one statement: the first turn (groups.FIRST_TURN).
-        rows = in_ring_order(conn.execute(_LEASE_FIRST_TURN, (*lease_args, last, n)).fetchall(), last, _GRP)
-        _heads_after_lease(conn, queue, rows, one_per_group=True)
-        if rows:
-            served = rows[-1][_GRP] or ""
+        # The usual case: the first turn is each group's head, which the
+        # writer's copy of group_heads knows (heads.py).
+        turn = heads.first_turn(conn, queue, last, n, plain_head is not None)
+        if turn:
+            seqs = [plain_head if group == "" else seq for group, seq in turn]
+            rows = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(seqs).decode())).fetchall()
+            if len(rows) != len(seqs):  # the copy is wrong: never trust it again
+                heads.lost()
+                raise RuntimeError("SQLite store: the group heads in memory disagree with the file")
+            by_seq = {r[0]: r for r in rows}  # RETURNING comes in no promised order
+            rows = [by_seq[seq] for seq in seqs]
+            heads.advance(conn, queue, [group for group, _ in turn if group])
+            served = turn[-1][0]
         # A turn that fell short of n took every group once: the lease goes
         # on with the next turns, from the last group served.
         n = n - len(rows) if rows else 0
     if n > 0:
+        # Planned turns read and move the heads on disk: make it exact, and
+        # let the copy of this queue go (it is read again when next needed).
+        heads.exact(conn)
+        heads.forget(queue)
         plan = plan_lease(conn, queue, n, group_cap, served)
         blocked = plan.blocked
         if plan.seqs:
@@ -195,12 +206,11 @@ def _lease_groups(
     return tasks, blocked, served
 
 
-def _heads_after_lease(conn: Conn, queue: str, rows: list, one_per_group: bool = False) -> None:
+def _heads_after_lease(conn: Conn, queue: str, rows: list) -> None:
     """The fresh tasks in these leased rows (seq, rejoin, TASK_COLUMNS) were
     the first of their levels: move the heads on."""
     fresh = [row for row in rows if row[_GRP] and row[1] is None]
-    heads_after_lease(conn, queue, [row[_GRP] for row in fresh], [row[0] for row in fresh],
-                      one_per_group)
+    heads_after_lease(conn, queue, [row[_GRP] for row in fresh], [row[0] for row in fresh])
 
 
 def op_extend(

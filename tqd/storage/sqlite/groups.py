@@ -6,9 +6,12 @@ pending) begin at the group_heads row of each of its priority levels and go
 on in tasks_group_fresh; its rejoined ones (back in pending after a lease,
 a delay, a retry) are in tasks_group_rejoin. tasks_group_fresh holds fresh
 tasks whatever their state, so leasing or settling them writes no entry:
-a lease that goes round many groups writes one small group_heads row per
+a lease that goes round many groups moves one small group_heads row per
 group, on a few pages, where an index partial on state would lose an entry
-on a page of each group (and a commit would write all those pages).
+on a page of each group (and a commit would write all those pages). The
+usual lease moves those rows in the writer's memory only (heads.py), and
+group_heads on disk is made exact before anything here reads it
+(``exact_heads``).
 
 The turns of Storage.lease (one task per group per turn, groups in name
 order after the stored cursor, ``""`` standing for the ungrouped tasks) are
@@ -16,8 +19,8 @@ played out over a few batched reads, instead of one index seek and one
 UPDATE per task: the writer thread shares the GIL with the event loop, so
 statements per task, not rows, are what a lease costs. Usually no group can
 reach group_concurrency and no task has rejoined; then the first turn is the
-groups' heads in ring order, and one UPDATE leases it (FIRST_TURN). Further
-turns, and every lease otherwise, are planned here (``plan_lease``): one
+groups' heads in ring order, which the writer's copy of group_heads knows,
+and one UPDATE leases it (heads.HeadCache.first_turn). Further turns, and every lease otherwise, are planned here (``plan_lease``): one
 statement reads the groups after the cursor, each with its first task and
 (with ``group_concurrency``) its processing count, and the first ungrouped
 task; two when the rotation wraps round. One more reads further tasks of
@@ -36,10 +39,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 import orjson
 
@@ -119,39 +120,6 @@ _CANDIDATES = (
 )
 
 
-# The first turn of a lease, when no group can reach group_concurrency in
-# it and no grouped task has rejoined (so a group's head is its top level's
-# group_heads row): the heads of the groups and of the ungrouped tasks in
-# ring order after the cursor ?6, the first ?7 of them, as a subquery of the
-# UPDATE that leases them (?5: the queue). Each part reads at most ?7 rows.
-# A lease of n from a ring of k < n groups takes all k, and its further
-# turns are a lease of n - k from a cursor at the last group (the same
-# groups in the same order), so a lease starts with this statement and
-# plays further turns only when the first one fell short.
-FIRST_TURN = (
-    "SELECT seq FROM ("
-    " SELECT 0 AS part, grp, seq FROM (SELECT grp, max(priority), seq FROM group_heads"
-    "  WHERE queue = ?5 AND grp > ?6 GROUP BY grp ORDER BY grp LIMIT ?7)"
-    " UNION ALL SELECT 1, '', seq FROM tasks WHERE seq = (SELECT seq FROM tasks WHERE queue = ?5"
-    "  AND state = 'pending' AND grp IS NULL ORDER BY priority DESC, seq LIMIT 1)"
-    " UNION ALL SELECT 2, grp, seq FROM (SELECT grp, max(priority), seq FROM group_heads"
-    "  WHERE queue = ?5 AND (?6 IS NULL OR grp <= ?6) GROUP BY grp ORDER BY grp LIMIT ?7)"
-    ") ORDER BY part, grp LIMIT ?7"
-)
-
-
-def in_ring_order(rows: list, last: str | None, col: int) -> list:
-    """``rows``, each holding its group's name at ``col`` (None: an ungrouped
-    task, ``""`` in the ring), in the order of a turn that starts after
-    ``last``: the names after it, then the ungrouped, then the names up to it."""
-    plain = [r for r in rows if r[col] is None]
-    named = sorted((r for r in rows if r[col] is not None), key=itemgetter(col))
-    if last is None:
-        return plain + named
-    cut = bisect_right(named, last, key=itemgetter(col))
-    return named[cut:] + plain + named[:cut]
-
-
 # -- keeping group_heads -------------------------------------------------------
 #
 # What holds after every operation (migration 6): for each priority level
@@ -188,17 +156,13 @@ _HEADS_AFTER_ENQUEUE = (
 # groups in ?2: the levels whose head it took (a lease takes each level's
 # fresh tasks from the head on) move their head to the first entry after it
 # that the lease did not take (NULL: none). One statement, however many.
-# {taken} is that last condition; a lease that took one task per group (its
-# first turn) leaves it out, as the entry after a head is then never taken.
-_HEADS_AFTER = (
+_HEADS_AFTER_LEASE = (
     "UPDATE group_heads SET seq = (SELECT seq FROM tasks WHERE queue = ?1 AND grp = group_heads.grp "
     "AND rejoin IS NULL AND priority = group_heads.priority AND seq > group_heads.seq "
-    "{taken}ORDER BY seq LIMIT 1) "
+    "AND seq NOT IN (SELECT value FROM json_each(?3)) ORDER BY seq LIMIT 1) "
     "WHERE queue = ?1 AND grp IN (SELECT value FROM json_each(?2)) "
     "AND seq IN (SELECT value FROM json_each(?3))"
 )
-_HEADS_AFTER_LEASE = _HEADS_AFTER.format(taken="AND seq NOT IN (SELECT value FROM json_each(?3)) ")
-_HEADS_AFTER_FIRST_TURN = _HEADS_AFTER.format(taken="")
 # The levels in the JSON list ?2 of [group, priority] lost entries: each
 # head moves to the first entry left at or after it (NULL: none).
 _HEADS_AFTER_REMOVAL = (
@@ -212,20 +176,30 @@ _HEADS_AFTER_REMOVAL = (
 _HEADS_DROP = "DELETE FROM group_heads INDEXED BY group_heads_gone WHERE queue = ? AND seq IS NULL"
 
 
-def heads_after_enqueue(conn: Conn, after: int) -> None:
+def exact_heads(conn: Conn, queues: Iterable[str]) -> None:
+    """Make group_heads on disk exact before statements that read or move
+    the heads of ``queues``, and let the writer's copy of theirs go
+    (heads.py: the usual lease moves heads in memory only)."""
+    heads = conn.heads
+    heads.exact(conn)
+    for queue in queues:
+        heads.forget(queue)
+
+
+def heads_after_enqueue(conn: Conn, after: int, queues: Iterable[str]) -> None:
     """Give the fresh pending grouped tasks inserted with seq above ``after``
-    their place in group_heads."""
+    (of ``queues``) their place in group_heads."""
+    exact_heads(conn, queues)
     conn.execute(_HEADS_AFTER_ENQUEUE, (after,))
 
 
-def heads_after_lease(conn: Conn, queue: str, groups: Iterable[str], seqs: list[int],
-                      one_per_group: bool = False) -> None:
-    """Move on the heads of the levels a lease took fresh tasks from: the
-    tasks ``seqs`` of ``groups`` (each level's first fresh ones; at most one
-    per group when ``one_per_group``)."""
+def heads_after_lease(conn: Conn, queue: str, groups: Iterable[str], seqs: list[int]) -> None:
+    """Move on the heads of the levels a planned lease took fresh tasks from:
+    the tasks ``seqs`` of ``groups`` (each level's first fresh ones). The
+    caller made the heads of ``queue`` exact before planning."""
     if seqs:
         args = (queue, orjson.dumps(list(set(groups))).decode(), orjson.dumps(seqs).decode())
-        conn.execute(_HEADS_AFTER_FIRST_TURN if one_per_group else _HEADS_AFTER_LEASE, args)
+        conn.execute(_HEADS_AFTER_LEASE, args)
         conn.execute(_HEADS_DROP, (queue,))
 
 
@@ -235,6 +209,7 @@ def heads_after_removal(conn: Conn, queue: str, levels: Iterable[tuple[str, int]
     cancelled with REJOIN)."""
     listed = orjson.dumps(list(set(levels))).decode()
     if listed != "[]":
+        exact_heads(conn, [queue])
         conn.execute(_HEADS_AFTER_REMOVAL, (queue, listed))
         conn.execute(_HEADS_DROP, (queue,))
 

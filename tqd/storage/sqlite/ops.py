@@ -183,7 +183,7 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
     deltas: Deltas = Counter()
     seen_keys: dict[tuple[str, str], Task] = {}
     seen_unique: dict[tuple[str, str, str], Task] = {}
-    fresh = False  # a grouped task enqueued pending: group_heads may change
+    fresh: set[str] = set()  # queues given grouped pending tasks: group_heads may change
     after = 0
     for t in tasks:
         key = t.idempotency_key
@@ -220,7 +220,8 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
             t.group or None,
             1 if t.group and t.state != "pending" else None,
         ))
-        fresh = fresh or bool(t.group and t.state == "pending")
+        if t.group and t.state == "pending":
+            fresh.add(t.queue)
         results.append(EnqueueResult(t, True))
         deltas[(t.queue, t.state)] += 1
         changes.append(Change(t.id, t.queue, t.name, t.state, "enqueue"))
@@ -233,7 +234,7 @@ def op_enqueue(conn: Conn, changes: list, tasks: Sequence[Task]) -> list[Enqueue
         # Keys were looked up above, so only a task id can collide.
         raise Conflict("a task with this id already exists; enqueue again") from None
     if fresh:
-        heads_after_enqueue(conn, after)
+        heads_after_enqueue(conn, after, fresh)
     _bump(conn, deltas)
     return results
 

@@ -32,9 +32,19 @@ Operation = Callable[..., Any]
 _STOP = object()
 
 
-def connect(path: str, *, synchronous: str, readonly: bool = False) -> sqlite3.Connection:
+class Connection(sqlite3.Connection):
+    """A tqd connection to the file. ``heads`` is the writer's copy of
+    group_heads (heads.HeadCache); the operations that use it run on the
+    writer's connection only."""
+
+    heads: Any = None
+
+
+def connect(path: str, *, synchronous: str, readonly: bool = False) -> Connection:
     """Open ``path`` with the settings every tqd connection uses."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=30, factory=Connection
+    )
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("PRAGMA temp_store = MEMORY")
@@ -168,6 +178,8 @@ class _Worker(threading.Thread):
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            if conn.heads is not None:
+                conn.heads.lost()  # it followed writes that are now undone
             self._fail_all(group, err)
             return
         self._deliver(results, changes)
@@ -243,6 +255,8 @@ def _runs(group: list) -> list[_Run]:
 
 def _in_savepoint(conn: sqlite3.Connection, fn: Operation, changes: list, args: tuple) -> Any:
     """Run one operation so that raising undoes exactly its own writes."""
+    heads = getattr(conn, "heads", None)
+    epoch = None if heads is None else heads.epoch
     conn.execute("SAVEPOINT op")
     try:
         result = fn(conn, changes, *args)
@@ -252,6 +266,8 @@ def _in_savepoint(conn: sqlite3.Connection, fn: Operation, changes: list, args: 
             conn.execute("RELEASE op")
         except sqlite3.Error:
             pass
+        if heads is not None and heads.epoch != epoch:
+            heads.lost()  # it followed writes that are now undone
         raise
     conn.execute("RELEASE op")
     return result
