@@ -114,7 +114,7 @@ async def test_a_version_3_file_migrates_in_place_keeping_its_tasks(path, make):
     finally:
         await s.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 7
     conn.close()
 
 

@@ -201,6 +201,13 @@ MIGRATIONS: list[str] = [
     -- Levels whose head was just found gone, to delete without a scan.
     CREATE INDEX group_heads_gone ON group_heads(queue) WHERE seq IS NULL;
     """,
+    # 7: group_heads may lag behind the tasks it points at (the writer keeps
+    # the true heads in memory, sqlite/heads.py, and catches up on open). A
+    # tqd from before would trust a lagging row and never lease past it, so
+    # the new version number alone keeps it off such a file.
+    """
+    -- no statement
+    """,
 ]
 
 
