@@ -33,9 +33,10 @@ _FIRST_UNGROUPED = (
 # grouped pending tasks, fresh ones (1, a seek in group_heads) or rejoined
 # ones (2, a seek in tasks_group_rejoin; ungrouped tasks enter neither), and
 # its pending and processing counts, and when it has groups its first
-# ungrouped task (a place in the first turn). An unlimited queue without groups then
-# leases with no further reads; a limited or grouped one needs none either
-# (each statement costs the writer a wait for the GIL; see ops._insert_rows).
+# ungrouped task (a place in the first turn). An unlimited queue without
+# groups then leases with no further reads; a limited or grouped one needs
+# none either (each statement costs the writer a wait for the GIL; see
+# ops._insert_rows).
 _QUEUE_STATE = (
     "SELECT q.paused, q.concurrency, q.rate_limit, q.rate_interval, q.rate_burst, "
     "q.group_concurrency, q.rate_tokens, q.rate_at, q.last_group, "
