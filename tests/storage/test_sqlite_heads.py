@@ -9,21 +9,15 @@ import sqlite3
 
 import pytest
 
-from tqd.clock import FakeClock
 from tqd.models import Outcome
 from tqd.storage.sqlite import SqliteStorage, consume
 
-from .helpers import TaskMaker, assert_counts_exact, put
+from .helpers import assert_counts_exact, put
 
 
 @pytest.fixture
 def path(tmp_path):
     return str(tmp_path / "tqd.db")
-
-
-@pytest.fixture
-def make():
-    return TaskMaker(FakeClock())
 
 
 def _heads_on_disk(path: str) -> dict[str, int]:
