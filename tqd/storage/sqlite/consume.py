@@ -28,6 +28,12 @@ _FIRST_UNGROUPED = (
     "SELECT seq FROM tasks WHERE queue = ?1 AND state = 'pending' AND grp IS NULL "
     "ORDER BY priority DESC, seq LIMIT 1"
 )
+# The first ?2 of them, as one JSON list of [-priority, seq] (one row: one
+# GIL hand-off for the writer).
+_UNGROUPED_FIRST = (
+    "SELECT json_group_array(json_array(-priority, seq)) FROM (SELECT priority, seq FROM tasks "
+    "WHERE queue = ?1 AND state = 'pending' AND grp IS NULL ORDER BY priority DESC, seq LIMIT ?2)"
+)
 # Every lease first reads, in one statement: the queue's row (paused, limits,
 # rate bucket, rotation cursor; NULLs when it has none), whether it holds
 # grouped pending tasks, fresh ones (1, a seek in group_heads) or rejoined
@@ -163,48 +169,54 @@ def _lease_groups(
     """Lease up to ``n`` tasks in turns over the groups (see Storage.lease);
     return them in lease order, whether group_concurrency held a group with
     pending tasks back, and the last group served (the caller stores it)."""
-    rows: list = []
-    blocked = False
-    served = last
     heads = conn.heads
+    blocked = False
     if fresh_only and group_cap is None:
-        # The usual case: the first turn is each group's head, which the
+        # The usual case: no group can reach a cap and none holds a rejoined
+        # task, so the turns go over the groups' fresh tasks, which the
         # writer's copy of group_heads knows (heads.py).
-        turn = heads.first_turn(conn, queue, last, n, plain_head is not None)
-        if turn:
-            seqs = [plain_head if group == "" else seq for group, seq in turn]
-            rows = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(seqs).decode())).fetchall()
-            if len(rows) != len(seqs):  # the copy is wrong: never trust it again
-                heads.lost()
-                raise RuntimeError("SQLite store: the group heads in memory disagree with the file")
-            by_seq = {r[0]: r for r in rows}  # RETURNING comes in no promised order
-            rows = [by_seq[seq] for seq in seqs]
-            heads.advance(conn, queue, [group for group, _ in turn if group])
-            served = turn[-1][0]
-        # A turn that fell short of n took every group once: the lease goes
-        # on with the next turns, from the last group served.
-        n = n - len(rows) if rows else 0
-    if n > 0:
+        taken = heads.lease_turns(conn, queue, last, n, _Ungrouped(conn, queue, n, plain_head).seq)
+        seqs = [seq for _, seq in taken]
+        served = taken[-1][0] if taken else last
+    else:
         # Planned turns read and move the heads on disk: make it exact, and
         # let the copy of this queue go (it is read again when next needed).
         heads.exact(conn)
         heads.forget(queue)
-        plan = plan_lease(conn, queue, n, group_cap, served)
-        blocked = plan.blocked
-        if plan.seqs:
-            more = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(plan.seqs).decode())).fetchall()
-            # RETURNING comes in no promised order; hand the tasks out as chosen.
-            order = {seq: i for i, seq in enumerate(plan.seqs)}
-            more.sort(key=lambda r: order[r[0]])
-            _heads_after_lease(conn, queue, more)
-            rows += more
-            served = plan.served
-    if not rows:
+        plan = plan_lease(conn, queue, n, group_cap, last)
+        seqs, served, blocked = plan.seqs, plan.served, plan.blocked
+    if not seqs:
         return [], blocked, last
+    rows = conn.execute(_LEASE_SEQS, (*lease_args, orjson.dumps(seqs).decode())).fetchall()
+    if len(rows) != len(seqs):  # a wrong copy of group_heads: never trust it again
+        heads.lost()
+        raise RuntimeError("SQLite store: the group heads in memory disagree with the file")
+    by_seq = {r[0]: r for r in rows}  # RETURNING comes in no promised order
+    rows = [by_seq[seq] for seq in seqs]
+    if not fresh_only or group_cap is not None:
+        _heads_after_lease(conn, queue, rows)
     tasks = [task_from_row(r[2:]) for r in rows]
     _move(conn, queue, "pending", "processing", len(tasks))
     changes.extend([Change(t.id, queue, t.name, "processing", "lease") for t in tasks])
     return tasks, blocked, served
+
+
+class _Ungrouped:
+    """The first ungrouped pending tasks of a queue in lease order, read
+    when a lease's turns need more than the first (known from _QUEUE_STATE)."""
+
+    def __init__(self, conn: Conn, queue: str, n: int, first: int | None) -> None:
+        self.conn, self.queue, self.n = conn, queue, n
+        self.seqs = [] if first is None else [first]
+        self.read = first is None  # no first one: there are none
+
+    def seq(self, i: int) -> int | None:
+        """The seq of the i-th (0-based) ungrouped pending task, or None."""
+        if i >= len(self.seqs) and not self.read:
+            self.read = True
+            (found,) = self.conn.execute(_UNGROUPED_FIRST, (self.queue, self.n)).fetchone()
+            self.seqs = [seq for _, seq in sorted(orjson.loads(found))]
+        return self.seqs[i] if i < len(self.seqs) else None
 
 
 def _heads_after_lease(conn: Conn, queue: str, rows: list) -> None:

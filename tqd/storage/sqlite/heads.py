@@ -34,6 +34,7 @@ from __future__ import annotations
 import sqlite3
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable
 
 import orjson
 
@@ -149,53 +150,79 @@ class HeadCache:
         self._lagging = True
         self.epoch += 1
 
-    # -- the first turn --------------------------------------------------------
+    # -- leasing ---------------------------------------------------------------
 
-    def first_turn(self, conn: sqlite3.Connection, queue: str, last: str | None, n: int,
-                   plain: bool) -> list[tuple[str, int | None]]:
-        """The first ``n`` places of a turn after ``last``: (group, its head
-        seq) in ring order, ``("", None)`` standing for the first ungrouped
-        task, which holds a place only when ``plain`` (there is one)."""
+    def lease_turns(self, conn: sqlite3.Connection, queue: str, last: str | None, n: int,
+                    plain: Callable[[int], int | None]) -> list[tuple[str, int]]:
+        """Take up to ``n`` tasks of ``queue`` in turns after ``last``, as
+        Storage.lease plays them (one task per group per turn, groups in name
+        order after the cursor, ``""`` standing for the ungrouped tasks; a
+        turn after the first goes round the groups that gave in the turn
+        before), when no group is capped and no grouped task has rejoined:
+        each group's tasks are then its levels' fresh entries, which this
+        copy knows. Returns (group, seq) in lease order and moves the heads
+        past the tasks taken; ``plain(i)`` is the seq of the i-th (0-based)
+        ungrouped pending task in lease order, or None."""
         held = self._queues.get(queue) or self._load(conn, queue)
         names = held.names
         if last is None:
-            ring = ([""] if plain else []) + names[:n]
+            ring = ["", *names[:n]]
         elif last == "":
-            ring = names[:n] + ([""] if plain else [])
+            ring = [*names[:n], ""]
         else:
             cut = bisect_right(names, last)
-            ring = names[cut : cut + n] + ([""] if plain else [])
-            if len(ring) < n:
-                ring += names[: min(cut, n - len(ring))]
-        levels = held.levels
-        return [(g, levels[g][0].head if g else None) for g in ring[:n]]
-
-    def advance(self, conn: sqlite3.Connection, queue: str, groups: list[str]) -> None:
-        """The heads of ``groups`` (each the first of its top level) were
-        leased: move each on to the next fresh entry of its level."""
-        held = self._queues[queue]
-        moved = self._moved
-        refill = []
+            ring = [*names[cut : cut + n], ""]
+            if len(ring) <= n:
+                ring += names[: min(cut, n + 1 - len(ring))]
         self.epoch += 1
-        for g in groups:
-            levels = held.levels[g]
-            level = levels[0]
-            moved.add(level)
-            if level.ahead:
-                level.head = level.ahead.popleft()
-                if not level.ahead and not level.complete:
-                    refill.append(level)
-                continue
+        taken: list[tuple[str, int]] = []
+        plain_taken = 0
+        refill: set[_Level] = set()  # levels whose entries ahead ran out
+        live = ring[: n + 1]  # "" may hold no task: one name more
+        while live and len(taken) < n:
+            still = []
+            for group in live:
+                if group == "":
+                    seq = plain(plain_taken)
+                    if seq is None:
+                        continue
+                    plain_taken += 1
+                else:
+                    seq = self._take(conn, queue, held, group, refill)
+                taken.append((group, seq))
+                if group == "" or group in held.levels:
+                    still.append(group)
+                if len(taken) == n:
+                    break
+            live = still
+        if refill:
+            self._read_ahead(conn, queue, [lv for lv in refill if not lv.ahead and lv.head is not None])
+        # (a level refilled while taken again, or left empty, needs none)
+        self._unwritten += len(taken)
+        if self._unwritten >= WRITE_AFTER:
+            self.exact(conn)
+        return taken
+
+    def _take(self, conn: sqlite3.Connection, queue: str, held: _QueueHeads, group: str,
+              refill: set[_Level]) -> int:
+        """Take the first task of ``group`` (which has one) and move its head on."""
+        levels = held.levels[group]
+        level = levels[0]
+        seq = level.head
+        self._moved.add(level)
+        if not level.ahead and not level.complete:
+            self._read_ahead(conn, queue, [level])  # taken again in this lease
+        if level.ahead:
+            level.head = level.ahead.popleft()
+            if not level.ahead and not level.complete:
+                refill.add(level)
+        else:
             level.head = None
             del levels[0]
             if not levels:
-                del held.levels[g]
-                del held.names[bisect_right(held.names, g) - 1]
-        if refill:
-            self._read_ahead(conn, queue, refill)
-        self._unwritten += len(groups)
-        if self._unwritten >= WRITE_AFTER:
-            self.exact(conn)
+                del held.levels[group]
+                del held.names[bisect_right(held.names, group) - 1]
+        return seq
 
     def _read_ahead(self, conn: sqlite3.Connection, queue: str, levels: list[_Level]) -> None:
         """Read the next AHEAD fresh entries of each of ``levels`` after
