@@ -18,10 +18,10 @@ order after the stored cursor, ``""`` standing for the ungrouped tasks) are
 played out over a few batched reads, instead of one index seek and one
 UPDATE per task: the writer thread shares the GIL with the event loop, so
 statements per task, not rows, are what a lease costs. Usually no group can
-reach group_concurrency and no task has rejoined; then the first turn is the
-groups' heads in ring order, which the writer's copy of group_heads knows,
-and one UPDATE leases it (heads.HeadCache.first_turn). Further turns, and every lease otherwise, are planned here (``plan_lease``): one
-statement reads the groups after the cursor, each with its first task and
+reach group_concurrency and no task has rejoined; then every group's tasks
+are its fresh ones, which the writer's copy of group_heads knows, and the
+turns are played in memory (heads.HeadCache.lease_turns). Every lease
+otherwise is planned here (``plan_lease``): one statement reads the groups after the cursor, each with its first task and
 (with ``group_concurrency``) its processing count, and the first ungrouped
 task; two when the rotation wraps round. One more reads further tasks of
 every group when the groups must give more than one each, and it is

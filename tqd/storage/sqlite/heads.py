@@ -1,8 +1,10 @@
 """The writer thread's own copy of group_heads, so that the usual lease of a
-queue with fair groups (its first turn: one task from each group in ring
-order, see groups.py) moves each group's head in memory instead of writing
-a group_heads row per group it serves: a lease that goes round 50 groups
-wrote 50 rows, the largest cost of fair groups.
+queue with fair groups (no group capped, no task rejoined, see groups.py)
+plays its turns and moves each group's head in memory instead of writing a
+group_heads row per group it serves: a lease that went round 50 groups
+wrote 50 rows, the largest cost of fair groups. The copy also holds the
+next few fresh entries of each level, read for many groups in one
+statement, so a head moves on without a read of its own.
 
 Only the writer thread writes the file (one tqd process holds it, see
 backend.py), so its copy can be the truth between commits, and group_heads
@@ -20,9 +22,10 @@ groups.py's rule, and enough to rebuild it:
 ``exact`` writes what the copy knows (the moved heads; after a failure, when
 the copy is gone, it walks each lagging row forward to its first pending
 entry, and removes rows of levels left empty), after which groups.py's rule
-holds again. Every statement other than the first turn that reads or writes
-group_heads is preceded by it, and the first use after the store opens finds
-any lag a crash left: so groups.py and its statements see exact heads.
+holds again. Every statement other than those of ``lease_turns`` that
+reads or writes group_heads is preceded by it, and the first use after the
+store opens finds any lag a crash left: so groups.py and its statements see
+exact heads.
 
 The copy follows the transaction it lives in: an operation that fails after
 changing it (its savepoint rolled back), and a group commit that fails,
@@ -195,9 +198,11 @@ class HeadCache:
                 if len(taken) == n:
                     break
             live = still
-        if refill:
-            self._read_ahead(conn, queue, [lv for lv in refill if not lv.ahead and lv.head is not None])
-        # (a level refilled while taken again, or left empty, needs none)
+        # Read ahead, in one statement, for the levels that ran out (not
+        # those read again while taken again, nor those left empty).
+        refill_now = [lv for lv in refill if not lv.ahead and lv.head is not None]
+        if refill_now:
+            self._read_ahead(conn, queue, refill_now)
         self._unwritten += len(taken)
         if self._unwritten >= WRITE_AFTER:
             self.exact(conn)
