@@ -141,3 +141,28 @@ async def test_a_commit_that_fails_after_a_lease_gives_the_tasks_back_in_turn(pa
         await assert_counts_exact(s)
     finally:
         await s.close()
+
+
+async def test_a_lagging_head_whose_seq_went_to_another_group_is_caught_up(path, make):
+    # The file's head of "a" names a task that was leased, finished and
+    # purged; SQLite then hands its seq to the next task, of group "b".
+    s = SqliteStorage(path)
+    await s.open()
+    a = await put(s, *make.many(2, group="a"))
+    leased = await s.lease("q", 2, "w", 1.0)
+    done = [Outcome(task_id=t.id, token=t.lease_token, kind="complete", result=b"1") for t in leased]
+    assert await s.settle(done, 1.0) == [True, True]
+    await s.close()
+    lagging = _heads_on_disk(path)["a"]
+    assert lagging == _seq_of(path, a[0].id)
+
+    again = SqliteStorage(path)
+    await again.open()
+    try:
+        assert await again.purge("q", "completed") == 2
+        [b] = await put(again, make(group="b"))
+        assert _seq_of(path, b.id) == lagging
+        assert [t.id for t in await again.lease("q", 10, "w", 2.0)] == [b.id]
+        assert await again.lease("q", 10, "w", 2.0) == []
+    finally:
+        await again.close()

@@ -59,16 +59,19 @@ _WRITE = (
     "UPDATE group_heads SET seq = j.s FROM j WHERE group_heads.queue = ?1 "
     "AND group_heads.grp = j.g AND group_heads.priority = j.p"
 )
-# Rows whose task is not a fresh pending one move on to the first fresh
-# pending entry of their level at or after them (NULL: none): a walk over
-# the entries the copy had moved past before it was lost.
+# Rows whose task is not a fresh pending one of their own level move on to
+# the level's first fresh pending entry at or after them (NULL: none): a
+# walk over the entries the copy had moved past before it was lost. (Own
+# level: the task a lagging row names may be gone, and its seq handed to a
+# new task of another group.)
 _CATCH_UP = (
     "UPDATE group_heads SET seq = (SELECT t.seq FROM tasks AS t INDEXED BY tasks_group_fresh "
     "WHERE t.queue = group_heads.queue AND t.grp = group_heads.grp AND t.rejoin IS NULL "
     "AND t.priority = group_heads.priority AND t.seq >= group_heads.seq AND t.state = 'pending' "
     "ORDER BY t.seq LIMIT 1) "
     "WHERE NOT EXISTS (SELECT 1 FROM tasks AS h WHERE h.seq = group_heads.seq "
-    "AND h.state = 'pending' AND h.rejoin IS NULL)"
+    "AND h.state = 'pending' AND h.rejoin IS NULL AND h.queue = group_heads.queue "
+    "AND h.grp = group_heads.grp AND h.priority = group_heads.priority)"
 )
 _DROP_ALL = "DELETE FROM group_heads INDEXED BY group_heads_gone WHERE seq IS NULL"
 _LEVELS = "SELECT grp, priority, seq FROM group_heads WHERE queue = ? ORDER BY grp"
