@@ -74,7 +74,9 @@ class SqliteStorage(Storage):
             if isinstance(err, sqlite3.Error):
                 raise ConfigError(f"storage: cannot open SQLite file {self.path!r}: {err}") from None
             raise
-        wconn.heads = HeadCache()
+        # Without the lock another handle may write the file (tests stand in
+        # for a second process that way): then nothing may stay in memory.
+        wconn.heads = HeadCache(shared=not self.exclusive)
         self._writer = Writer(wconn, loop, self._emit, self.max_group, "tqd-sqlite-writer")
         self._reader = Reader(rconn, loop, self._emit, 64, "tqd-sqlite-reader")
         self._writer.start()

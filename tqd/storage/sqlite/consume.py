@@ -171,7 +171,8 @@ def _lease_groups(
     pending tasks back, and the last group served (the caller stores it)."""
     heads = conn.heads
     blocked = False
-    if fresh_only and group_cap is None:
+    copied = fresh_only and group_cap is None and not heads.shared
+    if copied:
         # The usual case: no group can reach a cap and none holds a rejoined
         # task, so the turns go over the groups' fresh tasks, which the
         # writer's copy of group_heads knows (heads.py).
@@ -193,7 +194,7 @@ def _lease_groups(
         raise RuntimeError("SQLite store: the group heads in memory disagree with the file")
     by_seq = {r[0]: r for r in rows}  # RETURNING comes in no promised order
     rows = [by_seq[seq] for seq in seqs]
-    if not fresh_only or group_cap is not None:
+    if not copied:
         _heads_after_lease(conn, queue, rows)
     tasks = [task_from_row(r[2:]) for r in rows]
     _move(conn, queue, "pending", "processing", len(tasks))

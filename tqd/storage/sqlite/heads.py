@@ -112,7 +112,9 @@ class _QueueHeads:
 class HeadCache:
     """The writer's copy of group_heads (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared: bool = False) -> None:
+        #: Another handle may write the file too: leases must not use the copy.
+        self.shared = shared
         self._queues: dict[str, _QueueHeads] = {}
         self._moved: set[_Level] = set()  # levels whose head on disk lags behind
         # Whether disk may lag with no copy to tell by how much (at open,
