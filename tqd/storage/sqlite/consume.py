@@ -46,12 +46,13 @@ _UNGROUPED_FIRST = (
 _QUEUE_STATE = (
     "SELECT q.paused, q.concurrency, q.rate_limit, q.rate_interval, q.rate_burst, "
     "q.group_concurrency, q.rate_tokens, q.rate_at, q.last_group, "
-    "EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) + 2 * EXISTS (SELECT 1 FROM tasks "
+    "h.fresh + 2 * EXISTS (SELECT 1 FROM tasks "
     "WHERE queue = ?1 AND state = 'pending' AND grp IS NOT NULL AND rejoin = 1), "
     "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'pending'), "
     "(SELECT n FROM queue_counts WHERE queue = ?1 AND state = 'processing'), "
-    "CASE WHEN EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) THEN (" + _FIRST_UNGROUPED + ") END "
-    "FROM (SELECT 1) LEFT JOIN queues q ON q.name = ?1"
+    "CASE WHEN h.fresh THEN (" + _FIRST_UNGROUPED + ") END "
+    "FROM (SELECT EXISTS (SELECT 1 FROM group_heads WHERE queue = ?1) AS fresh) AS h "
+    "LEFT JOIN queues q ON q.name = ?1"
 )
 # After a lease: the rotation cursor and the rate bucket in one write (the
 # queue has no row yet when it has groups but never had settings).
